@@ -1,0 +1,265 @@
+"""The parity sweep: every module x conversion direction x mode x dtype x shape.
+
+One case builds a module in the source framework with random weights, converts it into
+the other framework with the public converters, runs both on the same input and compares
+each against an independent float64 reference:
+
+* ``eval``: outputs, deterministic, against :func:`parity.reference.forward`;
+* ``train``: outputs in train mode, the same dropout mask on both sides (JAX draws it
+  with ``keep_mask``; torch applies it through :func:`parity.shared_dropout_mask`);
+* ``grad``: gradients of ``sum(y * cotangent)`` in train mode with respect to the input
+  and every parameter, the JAX gradients mapped back to torch names and layouts through
+  the converter, against float64 autograd.
+
+Errors are in units of the dtype's eps times the reference's largest magnitude (per
+tensor). Used by the tests and by ``python -m parity``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import torch
+from flax import nnx
+
+import prcm
+from parity.arrays import to_numpy, to_torch
+from parity.convert import linen_to_torch, nnx_to_torch, torch_state_dict, torch_to_linen, torch_to_nnx
+from parity.dropout import shared_dropout_mask
+from parity.family import TWINS, Twin
+from parity.precision import pinned_precision
+from parity.reference import backward, error_in_eps, forward
+from prcm_jax.functional import keep_mask
+
+__all__ = ["Case", "Result", "DIRECTIONS", "MODES", "DTYPES", "SHAPES", "REF_LIMITS", "BOUND_LIMITS", "cases", "run_case"]
+
+DIRECTIONS: tuple[str, ...] = ("torch->nnx", "nnx->torch", "torch->linen", "linen->torch")
+MODES: tuple[str, ...] = ("eval", "train", "grad")
+#: dtype name -> (torch dtype, NumPy dtype)
+DTYPES: dict[str, tuple[torch.dtype, np.dtype]] = {
+    "float32": (torch.float32, np.dtype(np.float32)),
+    "bfloat16": (torch.bfloat16, np.dtype(ml_dtypes.bfloat16)),
+    "float16": (torch.float16, np.dtype(np.float16)),
+}
+#: (input shape (B, C, *spatial), num_basis): batch 1, 1x1 spatial, odd sizes, 1-D, 3-D, K=1, K > C.
+SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((1, 64, 64, 64), 8),
+    ((2, 64, 16, 16), 8),
+    ((1, 32, 1, 1), 1),
+    ((3, 24, 7, 5), 4),
+    ((2, 16, 33), 8),
+    ((1, 12, 3, 4, 5), 2),
+    ((5, 6, 9, 11), 16),
+    ((4, 96, 13, 13), 8),
+)
+#: float32 contract, in units of eps * max|reference|: (forward, gradient).
+REF_LIMITS: dict[str, tuple[float, float]] = {"float32": (8.0, 64.0)}
+#: Every dtype, in units of eps * max(running error bound): (forward, gradient). See BOUND_DERIVATION.
+BOUND_LIMITS: tuple[float, float] = (8.0, 16.0)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One parity check."""
+
+    module: str
+    direction: str
+    mode: str
+    dtype: str
+    shape: tuple[int, ...]
+    num_basis: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """The worst errors of a case in eps units, and their limits.
+
+    Attributes:
+      error: ``max|got - ref| / (eps * max|ref|)``, worst over compared tensors.
+      bound_error: ``max|got - ref| / (eps * max bound)``, the bound from
+        :mod:`parity.reference` (``bound=True``), worst over compared tensors.
+      limit: the limit on ``error`` (float32 only: the design's contract), or ``None``.
+      bound_limit: the limit on ``bound_error``, every dtype.
+      detail: which framework and tensor gave the worst error.
+    """
+
+    case: Case
+    error: float
+    bound_error: float
+    limit: float | None
+    bound_limit: float
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.bound_error <= self.bound_limit and (self.limit is None or self.error <= self.limit)
+
+
+def cases(
+    modules: tuple[str, ...] = prcm.MODULES,
+    directions: tuple[str, ...] = DIRECTIONS,
+    modes: tuple[str, ...] = MODES,
+    dtypes: tuple[str, ...] = tuple(DTYPES),
+    shapes: tuple[tuple[tuple[int, ...], int], ...] = SHAPES,
+    per_row: int | None = None,
+) -> Iterator[Case]:
+    """Every combination, in table order (a row is module x direction x mode x dtype).
+
+    Args:
+      modules, directions, modes, dtypes, shapes: what to sweep.
+      per_row: take only this many shapes per row, rotating through ``shapes`` from one
+        module x mode x dtype to the next so that a short sweep still covers every shape.
+    """
+    for r, (module, mode, dtype) in enumerate(itertools.product(modules, modes, dtypes)):
+        picked = shapes if per_row is None else [shapes[(r + j) % len(shapes)] for j in range(per_row)]
+        for direction in directions:  # the same shapes in every direction: they share compiled programs
+            for shape, num_basis in picked:
+                yield Case(module, direction, mode, dtype, shape, num_basis)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _nnx_apply(graphdef: nnx.GraphDef, params, rest, x, key):
+    return nnx.merge(graphdef, params, rest)(x, deterministic=key is None, rngs=key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _linen_apply(model, variables, x, key):
+    return model.apply(variables, x, deterministic=key is None, rng=key)
+
+
+def _loss(apply, *args):
+    *args, cot = args
+    return jnp.sum(apply(*args).astype(jnp.float32) * cot)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _nnx_grads(graphdef: nnx.GraphDef, params, rest, x, key, cot):
+    loss = lambda params, x: _loss(_nnx_apply.__wrapped__, graphdef, params, rest, x, key, cot)  # noqa: E731
+    return jax.grad(loss, argnums=(0, 1))(params, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _linen_grads(model, variables, x, key, cot):
+    loss = lambda params, x: _loss(_linen_apply.__wrapped__, model, {**variables, "params": params}, x, key, cot)  # noqa: E731
+    return jax.grad(loss, argnums=(0, 1))(variables["params"], x)
+
+
+class _Jax:
+    """The JAX side of a case, jit-compiled with the module structure as a static argument.
+
+    The NNX module runs through ``nnx.split`` / ``nnx.merge``, the linen module through
+    ``apply``; conversions in opposite directions share one compiled program. Parameter
+    gradients come back as linen-style variables ``{'params': ...}``, which the converter
+    maps to torch names.
+    """
+
+    def __init__(self, model: nnx.Module | None = None, linen_model=None, variables=None) -> None:
+        if model is not None:
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            self.static, self.args = graphdef, (params, rest)
+            self._apply, self._grads = _nnx_apply, _nnx_grads
+        else:
+            self.static, self.args = linen_model, (variables,)
+            self._apply, self._grads = _linen_apply, _linen_grads
+
+    def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        return self._apply(self.static, *self.args, x, key)
+
+    def grads(self, x: jax.Array, key: jax.Array | None, cot: jax.Array) -> tuple[jax.Array, dict]:
+        """Gradients w.r.t. the input and the parameters (as ``{'params': ...}``)."""
+        g_params, g_x = self._grads(self.static, *self.args, x, key, cot)
+        if isinstance(g_params, nnx.State):
+            g_params = nnx.to_pure_dict(g_params)
+        return g_x, {"params": g_params}
+
+
+def _build(case: Case, twin: Twin, torch_dtype: torch.dtype, np_dtype: np.dtype) -> tuple[torch.nn.Module, _Jax]:
+    """Source module with random weights, converted into the other framework."""
+    channels = case.shape[1]
+    torch.manual_seed(case.seed)
+    torch_model = twin.build_torch(channels, case.num_basis, torch_dtype)
+    source, target = case.direction.split("->")
+    if "nnx" in (source, target):
+        model = twin.build_nnx(channels, case.num_basis, seed=case.seed + 1, param_dtype=np_dtype)
+        torch_to_nnx(torch_model, model) if source == "torch" else nnx_to_torch(model, torch_model)
+        return torch_model, _Jax(model=model)
+    linen_model = twin.build_linen(channels, case.num_basis, param_dtype=np_dtype)
+    if source == "torch":
+        variables = torch_to_linen(torch_model)
+    else:
+        x = jnp.zeros((1, *case.shape[2:], channels), np_dtype)
+        variables = linen_model.init(jax.random.key(case.seed + 1), x, deterministic=True)
+        linen_to_torch(variables, torch_model)
+    return torch_model, _Jax(linen_model=linen_model, variables=variables)
+
+
+def _torch_grads(model: torch.nn.Module, x: torch.Tensor, cot: torch.Tensor, mask) -> dict[str, np.ndarray]:
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    with mask(model):
+        y = model(x)
+    (y.to(cot.dtype) * cot).sum().backward()
+    grads = {"x": to_numpy(x.grad)}
+    grads.update({name: to_numpy(p.grad) for name, p in model.named_parameters()})
+    return grads
+
+
+def run_case(case: Case) -> Result:
+    """Run one case; the errors are the worst of both frameworks over every compared tensor."""
+    twin = TWINS[case.module]
+    torch_dtype, np_dtype = DTYPES[case.dtype]
+    eps = float(ml_dtypes.finfo(np_dtype).eps)
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal(case.shape).astype(np_dtype)
+    x_last = jnp.asarray(np.moveaxis(x, 1, -1))
+    with pinned_precision():
+        torch_model, jax_side = _build(case, twin, torch_dtype, np_dtype)
+        params = {k: to_numpy(v) for k, v in torch_model.state_dict().items()}
+        train = case.mode != "eval"
+        torch_model.train(train)
+        dropout = getattr(torch_model, "coeff_dropout", None)
+        rate = dropout.p if isinstance(dropout, torch.nn.Dropout) else 0.0
+        key = jax.random.key(case.seed + 2) if train else None
+        keep = np.asarray(keep_mask(key, rate, (case.shape[0], case.num_basis))) if rate > 0 and train else None
+
+        def mask(model: torch.nn.Module):
+            return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()
+
+        if case.mode in ("eval", "train"):
+            refs = {"y": forward(x, params, keep=keep, rate=rate)}
+            bounds = {"y": forward(x, params, keep=keep, rate=rate, bound=True)}
+            with torch.no_grad(), mask(torch_model):
+                got_torch = {"y": to_numpy(torch_model(to_torch(x)))}
+            got_jax = {"y": np.moveaxis(np.asarray(jax_side(x_last, key)), -1, 1)}
+        else:
+            cot = rng.standard_normal(case.shape).astype(np.float32)
+            refs = backward(x, params, cot, keep=keep, rate=rate)
+            bounds = backward(x, params, cot, keep=keep, rate=rate, bound=True)
+            got_torch = _torch_grads(torch_model, to_torch(x), torch.from_numpy(cot), mask)
+            g_x, g_vars = jax_side.grads(x_last, key, jnp.asarray(np.moveaxis(cot, 1, -1)))
+            got_jax = {k: to_numpy(v) for k, v in torch_state_dict(g_vars, torch_model).items()}
+            got_jax["x"] = np.moveaxis(np.asarray(g_x), -1, 1)
+    errors = {}
+    for side, got in (("torch", got_torch), ("jax", got_jax)):
+        for name, ref in refs.items():
+            scale = float(np.max(bounds[name][np.isfinite(bounds[name])], initial=0.0))
+            errors[f"{side} {name}"] = (error_in_eps(got[name], ref, eps), error_in_eps(got[name], ref, eps, scale))
+    which = max(errors, key=lambda k: (errors[k][1], errors[k][0]))
+    grad = case.mode == "grad"
+    return Result(
+        case,
+        error=max(e[0] for e in errors.values()),
+        bound_error=errors[which][1],
+        limit=REF_LIMITS[case.dtype][grad] if case.dtype in REF_LIMITS else None,
+        bound_limit=BOUND_LIMITS[grad],
+        detail=which,
+    )

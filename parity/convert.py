@@ -1,0 +1,423 @@
+"""Weight converters between PyTorch and Flax (NNX and linen), driven by one rule table.
+
+A Flax variable is paired with a torch state_dict key by its path and its leaf name:
+
+* the leaf name picks a :class:`Rule` (``kernel`` <-> ``weight`` with axes moved,
+  ``scale`` <-> ``weight``, ``mean`` <-> ``running_mean``, ...; any other name is copied
+  to the torch key of the same name, as ``basis``);
+* the module path is compared in a canonical form where ``blocks.0`` (torch),
+  ``('blocks', 0)`` (``nnx.List``), ``blocks_0`` (linen setup lists) and the extra
+  ``layers`` level of ``nnx.Sequential`` / linen ``nn.Sequential`` all agree.
+
+The same pairing serves both directions. Every unmatched, ambiguous, misshaped or
+mistyped key is collected and raised once as a :class:`ConversionError`; the target is
+written only after everything checked out, so nothing is half-converted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.torch
+import torch
+from flax import nnx
+from flax import traverse_util
+from torch import nn
+
+from parity.arrays import numpy_dtype, to_numpy, to_torch
+from parity.checkpoint import TorchSource, load_state_dict
+
+__all__ = [
+    "ConversionError",
+    "Rule",
+    "RULES",
+    "SUPPORTED_LAYERS",
+    "torch_to_nnx",
+    "nnx_to_torch",
+    "torch_to_linen",
+    "linen_to_torch",
+    "torch_state_dict",
+    "save_safetensors",
+]
+
+Path = tuple[str | int, ...]
+FlaxSource = nnx.Module | Mapping[str, Any]
+
+
+class ConversionError(ValueError):
+    """Raised once per conversion with every problem found; the target is left untouched.
+
+    Attributes:
+      problems: one line per offending key.
+    """
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n  ".join(problems)
+        super().__init__(f"{what}: {len(problems)} problem(s), nothing was converted:\n  {lines}")
+
+
+def _oi_to_io(ndim: int) -> tuple[int, ...]:
+    """torch ``(out, in, *kernel)`` -> Flax ``(*kernel, in, out)``; for Linear, a transpose."""
+    return (*range(2, ndim), 1, 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one Flax leaf maps to one torch state_dict entry.
+
+    Attributes:
+      flax: the Flax leaf name (``kernel``, ``scale``, ...).
+      torch: the torch leaf name (``weight``, ``running_mean``, ...).
+      collection: the Flax collection (linen) / variable type (NNX) the leaf lives in.
+      layers: the torch layers this rule is for; ``()`` means any (raw parameters).
+      permute: torch axes -> Flax axes for a given rank; ``None`` copies as is.
+    """
+
+    flax: str
+    torch: str
+    collection: str = "params"
+    layers: tuple[type[nn.Module], ...] = ()
+    permute: Callable[[int], tuple[int, ...]] | None = None
+
+    def flax_axes(self, ndim: int) -> tuple[int, ...]:
+        """Axis order that turns a torch tensor into the Flax array."""
+        return tuple(range(ndim)) if self.permute is None else self.permute(ndim)
+
+    def torch_axes(self, ndim: int) -> tuple[int, ...]:
+        """Axis order that turns the Flax array back into the torch tensor."""
+        return tuple(int(i) for i in np.argsort(self.flax_axes(ndim)))
+
+
+_LINEAR_CONV = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_NORMS = (*_BATCH_NORMS, nn.LayerNorm, nn.GroupNorm)
+
+#: The rule table, used in both directions.
+RULES: tuple[Rule, ...] = (
+    Rule("kernel", "weight", layers=_LINEAR_CONV, permute=_oi_to_io),
+    Rule("bias", "bias", layers=(*_LINEAR_CONV, *_NORMS)),
+    Rule("scale", "weight", layers=_NORMS),
+    Rule("embedding", "weight", layers=(nn.Embedding,)),
+    Rule("mean", "running_mean", "batch_stats", layers=_BATCH_NORMS),
+    Rule("var", "running_var", "batch_stats", layers=_BATCH_NORMS),
+)
+_BY_FLAX = {(rule.collection, rule.flax): rule for rule in RULES}
+#: torch.nn layers with parameters that the rules cover.
+SUPPORTED_LAYERS: frozenset[type[nn.Module]] = frozenset(itertools.chain.from_iterable(r.layers for r in RULES))
+#: torch buffers with no Flax counterpart: dropped on the way in, kept from the target on the way out.
+_TORCH_ONLY = ("num_batches_tracked",)
+_INDEXED = re.compile(r"^(.*\D)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    path: Path
+    collection: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def name(self) -> str:
+        return "/".join(map(str, self.path))
+
+
+@dataclass(frozen=True)
+class _Pair:
+    leaf: _Leaf
+    key: str
+    rule: Rule
+
+
+def _tokens(segment: str | int) -> tuple[str | int, ...]:
+    if isinstance(segment, int) or segment.isdigit():
+        return (int(segment),)
+    indexed = _INDEXED.match(segment)
+    return (indexed[1], int(indexed[2])) if indexed else (segment,)
+
+
+def _torch_canonical(key: str) -> Path:
+    *modules, leaf = key.split(".")
+    return (*(t for seg in modules for t in _tokens(seg)), leaf)
+
+
+def _flax_candidates(modules: Path) -> list[Path]:
+    """Canonical forms of a Flax module path; a ``layers`` before an index may be a Sequential's own level."""
+    tokens = [t for seg in modules for t in _tokens(seg)]
+    options = [
+        [(), (tok,)] if tok == "layers" and i + 1 < len(tokens) and isinstance(tokens[i + 1], int) else [(tok,)]
+        for i, tok in enumerate(tokens)
+    ]
+    return sorted({sum(choice, ()) for choice in itertools.product(*options)}, key=len)
+
+
+def _rule(leaf: _Leaf) -> Rule:
+    name = leaf.path[-1]
+    return _BY_FLAX.get((leaf.collection, name)) or Rule(str(name), str(name), leaf.collection)
+
+
+def _is_builtin(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.nn.")
+
+
+def _layer_problems(module: nn.Module) -> list[str]:
+    problems = []
+    for name, sub in module.named_modules():
+        own = [n for n, _ in itertools.chain(sub.named_parameters(recurse=False), sub.named_buffers(recurse=False))]
+        if own and _is_builtin(sub) and type(sub) not in SUPPORTED_LAYERS:
+            problems.append(
+                f"unsupported torch layer nn.{type(sub).__name__} at '{name}' (parameters {own}); "
+                f"supported: {', '.join(sorted(t.__name__ for t in SUPPORTED_LAYERS))}"
+            )
+    return problems
+
+
+def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], module: nn.Module | None) -> list[_Pair]:
+    """Pair every Flax leaf with exactly one torch key, or raise with every problem."""
+    problems = _layer_problems(module) if module is not None else []
+    owners = dict(module.named_modules()) if module is not None else {}
+    index: dict[Path, list[str]] = defaultdict(list)
+    for key in state:
+        if key.rsplit(".", 1)[-1] not in _TORCH_ONLY:
+            index[_torch_canonical(key)].append(key)
+    pairs, uses = [], Counter()
+    for leaf in leaves:
+        rule = _rule(leaf)
+        candidates = [c + (rule.torch,) for c in _flax_candidates(leaf.path[:-1])]
+        hits = sorted({key for c in candidates for key in index.get(c, ())})
+        uses.update(hits)
+        if not hits:
+            guess = ".".join(map(str, candidates[0]))
+            problems.append(f"Flax '{leaf.name}' {leaf.shape} has no torch key (expected '{guess}')")
+        elif len(hits) > 1:
+            problems.append(f"Flax '{leaf.name}' is ambiguous: it matches torch keys {hits}")
+        else:
+            pairs.append(_Pair(leaf, hits[0], rule))
+    for key, tensor in state.items():
+        if key.rsplit(".", 1)[-1] in _TORCH_ONLY:
+            continue
+        if uses[key] == 0:
+            problems.append(f"torch '{key}' {tuple(tensor.shape)} has no Flax variable")
+        elif uses[key] > 1:
+            problems.append(f"torch '{key}' is ambiguous: several Flax variables match it")
+    for p in pairs:
+        tensor, leaf = state[p.key], p.leaf
+        owner = owners.get(p.key.rpartition(".")[0])
+        expected = tuple(leaf.shape[i] for i in p.rule.torch_axes(len(leaf.shape)))
+        if owner is not None and p.rule.layers and _is_builtin(owner) and not isinstance(owner, p.rule.layers):
+            problems.append(
+                f"torch '{p.key}' belongs to nn.{type(owner).__name__} but Flax '{leaf.name}' is a "
+                f"'{p.rule.flax}' (for {', '.join(t.__name__ for t in p.rule.layers)})"
+            )
+        if tuple(tensor.shape) != expected:
+            problems.append(
+                f"shape mismatch: torch '{p.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
+                f"(which needs torch shape {expected})"
+            )
+        if numpy_dtype(tensor.dtype) != leaf.dtype:
+            problems.append(f"dtype mismatch: torch '{p.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}")
+    if problems:
+        raise ConversionError(what, problems)
+    return pairs
+
+
+# -- Flax sides ---------------------------------------------------------------------------
+
+
+def _leaf(path: Path, collection: str, value: Any) -> _Leaf:
+    return _Leaf(tuple(path), collection, tuple(value.shape), np.dtype(value.dtype))
+
+
+def _nnx_variables(model: nnx.Module) -> list[tuple[Path, nnx.Variable]]:
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"expected an nnx.Module, got {type(model).__name__}")
+    return list(nnx.to_flat_state(nnx.state(model, (nnx.Param, nnx.BatchStat))))
+
+
+def _nnx_leaves(model: nnx.Module) -> tuple[list[_Leaf], dict[Path, Any]]:
+    leaves, values = [], {}
+    for path, var in _nnx_variables(model):
+        collection = "batch_stats" if isinstance(var, nnx.BatchStat) else "params"
+        leaves.append(_leaf(path, collection, var[...]))
+        values[(collection, *path)] = var[...]
+    return leaves, values
+
+
+_LINEN_COLLECTIONS = ("params", "batch_stats")
+
+
+def _linen_leaves(variables: Mapping[str, Any]) -> tuple[list[_Leaf], dict[Path, Any]]:
+    if not isinstance(variables, Mapping) or "params" not in variables:
+        got = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
+        raise TypeError(f"expected linen variables {{'params': ..., 'batch_stats': ...}}, got {got}")
+    leaves, values = [], {}
+    for collection in _LINEN_COLLECTIONS:
+        for path, value in traverse_util.flatten_dict(dict(variables.get(collection, {}))).items():
+            leaves.append(_leaf(path, collection, value))
+            values[(collection, *path)] = value
+    return leaves, values
+
+
+def _flax_leaves(source: FlaxSource) -> tuple[list[_Leaf], dict[Path, Any]]:
+    return _nnx_leaves(source) if isinstance(source, nnx.Module) else _linen_leaves(source)
+
+
+# -- torch -> Flax --------------------------------------------------------------------------
+
+
+def _to_flax(pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor]) -> dict[_Leaf, jax.Array]:
+    out = {}
+    for p in pairs:
+        tensor = state[p.key]
+        out[p.leaf] = jnp.asarray(np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim))))
+    return out
+
+
+def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
+    """Copy every weight of a PyTorch model into an NNX model, in place.
+
+    Args:
+      source: an ``nn.Module``, a state_dict, or a ``.pt``/``.pth``/``.safetensors`` path.
+      nnx_module: the NNX twin; every ``nnx.Param`` and ``nnx.BatchStat`` is filled.
+
+    Returns:
+      ``nnx_module``, for chaining.
+
+    Raises:
+      ConversionError: with every missing, unexpected, ambiguous, misshaped or mistyped key;
+        ``nnx_module`` is then unchanged.
+
+    >>> import prcm_torch, prcm_jax
+    >>> t = prcm_torch.PRCM(64)
+    >>> j = torch_to_nnx(t, prcm_jax.PRCM(64, rngs=nnx.Rngs(0)))
+    >>> bool((np.asarray(j.fuser.kernel[...]) == t.fuser.weight.detach().numpy().T).all())
+    True
+    """
+    state, module = load_state_dict(source)
+    leaves, _ = _nnx_leaves(nnx_module)
+    values = _to_flax(_pair("torch -> nnx", leaves, state, module), state)
+    shardings = {path: getattr(var[...], "sharding", None) for path, var in _nnx_variables(nnx_module)}
+    flat = [(leaf.path, jax.device_put(value, shardings.get(leaf.path))) for leaf, value in values.items()]
+    nnx.update(nnx_module, nnx.from_flat_state(flat))
+    return nnx_module
+
+
+def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Linen variables holding a PyTorch model's weights.
+
+    Args:
+      source: an ``nn.Module``, a state_dict, or a ``.pt``/``.pth``/``.safetensors`` path.
+      target: the variables, or their shape tree (``jax.eval_shape(model.init, ...)``), of
+        the linen twin; the result has exactly that structure. ``None`` works for a single
+        PRCM-family module, whose linen twin is built from the weights' shapes.
+
+    Returns:
+      ``{'params': ..., 'batch_stats': ...}`` (the collections the target has).
+
+    >>> import prcm_torch
+    >>> variables = torch_to_linen(prcm_torch.SEModule(64))
+    >>> jax.tree.map(jnp.shape, variables)
+    {'params': {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}}
+    """
+    state, module = load_state_dict(source)
+    if target is None:
+        from parity.family import linen_target
+
+        target = linen_target(state)
+    leaves, _ = _linen_leaves(target)
+    values = _to_flax(_pair("torch -> linen", leaves, state, module), state)
+    out = {c: v for c, v in dict(target).items() if c not in _LINEN_COLLECTIONS}
+    for collection in _LINEN_COLLECTIONS:
+        flat = {leaf.path: value for leaf, value in values.items() if leaf.collection == collection}
+        if collection in target:
+            out[collection] = traverse_util.unflatten_dict(flat)
+    return out
+
+
+# -- Flax -> torch --------------------------------------------------------------------------
+
+
+def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state_dict for ``torch_module`` holding a Flax model's weights (the module is untouched).
+
+    Args:
+      source: an NNX module, or linen variables ``{'params': ..., 'batch_stats': ...}``.
+      torch_module: the PyTorch twin, which gives the names, layouts and torch-only
+        buffers (``num_batches_tracked`` is kept from it).
+
+    Returns:
+      CPU tensors, loadable with ``torch_module.load_state_dict(..., strict=True)``.
+    """
+    if not isinstance(torch_module, nn.Module):
+        raise TypeError(f"expected a torch nn.Module as the target, got {type(torch_module).__name__}")
+    leaves, values = _flax_leaves(source)
+    state = torch_module.state_dict()
+    what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
+    pairs = _pair(what, leaves, state, torch_module)
+    out = {key: tensor.detach().cpu().clone() for key, tensor in state.items()}
+    for p in pairs:
+        value = np.asarray(values[(p.leaf.collection, *p.leaf.path)])
+        out[p.key] = to_torch(np.ascontiguousarray(np.transpose(value, p.rule.torch_axes(value.ndim))))
+    return out
+
+
+def nnx_to_torch(nnx_module: nnx.Module, torch_module: nn.Module) -> nn.Module:
+    """Copy every weight of an NNX model into its PyTorch twin, in place.
+
+    Args:
+      nnx_module: the source model.
+      torch_module: the target; all its parameters and buffers are filled
+        (``num_batches_tracked`` keeps its value).
+
+    Returns:
+      ``torch_module``, for chaining.
+
+    >>> import prcm_torch, prcm_jax
+    >>> t = nnx_to_torch(prcm_jax.ShiftOnlyPRCM(8, rngs=nnx.Rngs(0)), prcm_torch.ShiftOnlyPRCM(8))
+    >>> tuple(t.shift_proj.weight.shape)
+    (8, 8)
+    """
+    if not isinstance(nnx_module, nnx.Module):
+        raise TypeError(f"expected an nnx.Module as the source, got {type(nnx_module).__name__}")
+    state = torch_state_dict(nnx_module, torch_module)
+    torch_module.load_state_dict(state, strict=True)
+    return torch_module
+
+
+def linen_to_torch(variables: Mapping[str, Any], torch_module: nn.Module) -> nn.Module:
+    """Copy linen variables into the PyTorch twin, in place.
+
+    Args:
+      variables: ``{'params': ..., 'batch_stats': ...}`` as returned by ``model.init``.
+      torch_module: the target; all its parameters and buffers are filled.
+
+    Returns:
+      ``torch_module``, for chaining.
+    """
+    if isinstance(variables, nnx.Module):
+        raise TypeError("expected linen variables, got an nnx.Module; use nnx_to_torch")
+    state = torch_state_dict(variables, torch_module)
+    torch_module.load_state_dict(state, strict=True)
+    return torch_module
+
+
+def save_safetensors(source: FlaxSource, torch_module: nn.Module, path: str | os.PathLike) -> None:
+    """Write a Flax model's weights as a ``.safetensors`` file with torch names and layouts.
+
+    ``torch_module.load_state_dict(safetensors.torch.load_file(path))`` accepts the file.
+
+    Args:
+      source: an NNX module or linen variables.
+      torch_module: the PyTorch twin (gives names and layouts; not modified).
+      path: the file to write.
+    """
+    safetensors.torch.save_file(torch_state_dict(source, torch_module), os.fspath(path))

@@ -1,0 +1,158 @@
+"""An independent float64 NumPy reference of all six modules: outputs, gradients, bounds.
+
+The reference reads torch state_dict names and layouts and channels-first inputs, and
+writes its forward and backward passes out by hand (no autograd). Run with ``bound=True``
+it evaluates the same formulas on absolute values, with ``sigmoid`` replaced by its bound 1,
+``sigmoid'`` by 1/4 and ``relu'`` by 1: every intermediate then bounds the sum of the
+absolute terms that produced it, so ``eps * bound`` is the size of one rounding anywhere
+upstream (a running error bound). Tolerances are set in those units, which keeps them
+honest for badly conditioned cases (cancellation in ``mean(x) @ basis.T`` with few channels,
+large weight scales) where ``eps * max|y|`` would be far too tight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["forward", "backward", "error_in_eps"]
+
+Params = Mapping[str, np.ndarray]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+
+
+def _run(
+    x: np.ndarray, params: Params, cot: np.ndarray | None, keep: np.ndarray | None, rate: float, bound: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    f64 = (lambda a: np.abs(np.asarray(a, np.float64))) if bound else (lambda a: np.asarray(a, np.float64))
+    sigmoid = np.ones_like if bound else _sigmoid
+    dsigmoid = (lambda a: np.full_like(a, 0.25)) if bound else (lambda a: a * (1.0 - a))
+    p = {k: f64(v) for k, v in params.items()}
+    x = f64(x)
+    spatial = tuple(range(2, x.ndim))
+    expand = (...,) + (None,) * len(spatial)
+    n = int(np.prod([x.shape[i] for i in spatial]))
+    ctx = x.mean(axis=spatial)
+    scale_name = next((k for k in ("fuser.weight", "scale_proj.weight", "fc2.weight") if k in p), None)
+    if "basis" in p:
+        coeff = ctx @ p["basis"].T
+        drop = 1.0 if keep is None else np.asarray(keep, np.float64) / (1.0 - rate)
+        coeff = coeff * drop
+        logits = None if scale_name is None else coeff @ p[scale_name].T
+        shift = coeff @ p["shift_proj.weight"].T if "shift_proj.weight" in p else None
+    else:
+        pre = ctx @ p["fc1.weight"].T + p["fc1.bias"]
+        hidden = np.abs(pre) if bound else np.maximum(pre, 0.0)
+        logits = hidden @ p["fc2.weight"].T + p["fc2.bias"]
+        shift = None
+    scale = None if logits is None else sigmoid(logits)
+    y = x if scale is None else x * scale[expand]
+    y = y if shift is None else y + shift[expand]
+    if cot is None:
+        return y, {}
+
+    g = f64(cot)
+    grads: dict[str, np.ndarray] = {}
+    dx = g if scale is None else g * scale[expand]
+    d_logits = None if scale is None else (g * x).sum(axis=spatial) * dsigmoid(scale)
+    if "basis" in p:
+        d_coeff = np.zeros_like(coeff)
+        if d_logits is not None:
+            grads[scale_name] = d_logits.T @ coeff
+            d_coeff = d_coeff + d_logits @ p[scale_name]
+        if shift is not None:
+            d_shift = g.sum(axis=spatial)
+            grads["shift_proj.weight"] = d_shift.T @ coeff
+            d_coeff = d_coeff + d_shift @ p["shift_proj.weight"]
+        d_coeff = d_coeff * drop
+        grads["basis"] = d_coeff.T @ ctx
+        d_ctx = d_coeff @ p["basis"]
+    else:
+        grads["fc2.weight"], grads["fc2.bias"] = d_logits.T @ hidden, d_logits.sum(axis=0)
+        d_pre = d_logits @ p["fc2.weight"]
+        d_pre = d_pre if bound else d_pre * (pre > 0)
+        grads["fc1.weight"], grads["fc1.bias"] = d_pre.T @ ctx, d_pre.sum(axis=0)
+        d_ctx = d_pre @ p["fc1.weight"]
+    grads["x"] = dx + (d_ctx / n)[expand]
+    return y, grads
+
+
+def forward(
+    x: np.ndarray, params: Params, *, keep: np.ndarray | None = None, rate: float = 0.0, bound: bool = False
+) -> np.ndarray:
+    """Any PRCM-family module in float64, from its torch parameters.
+
+    Args:
+      x: ``(B, C, *spatial)``.
+      params: the torch state_dict as NumPy arrays (``basis``, ``fuser.weight``, ...).
+      keep: dropout keep-mask ``(B, num_basis)``; ``None`` for eval mode.
+      rate: dropout rate the mask was drawn with.
+      bound: return the running error bound instead of the value (see the module doc).
+
+    >>> p = {"basis": np.ones((2, 3)), "shift_proj.weight": np.ones((3, 2))}
+    >>> forward(np.zeros((1, 3, 4)), p).shape
+    (1, 3, 4)
+    """
+    return _run(x, params, None, keep, rate, bound)[0]
+
+
+def backward(
+    x: np.ndarray,
+    params: Params,
+    cot: np.ndarray,
+    *,
+    keep: np.ndarray | None = None,
+    rate: float = 0.0,
+    bound: bool = False,
+) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(y * cot)`` w.r.t. the input (``'x'``) and every parameter, float64.
+
+    Args:
+      x: ``(B, C, *spatial)``.
+      params: the torch state_dict as NumPy arrays.
+      cot: the cotangent, shaped like ``x``.
+      keep: dropout keep-mask ``(B, num_basis)``; ``None`` for eval mode.
+      rate: dropout rate the mask was drawn with.
+      bound: return running error bounds instead of the gradients.
+
+    >>> p = {"basis": np.ones((2, 3)), "fuser.weight": np.ones((3, 2))}
+    >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4))))
+    ['basis', 'fuser.weight', 'x']
+    """
+    return _run(x, params, cot, keep, rate, bound)[1]
+
+
+def error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float, scale: float | None = None) -> float:
+    """``max|y - ref| / (eps * scale)`` over finite entries; ``scale`` defaults to ``max|ref|``.
+
+    NaN and ±Inf must sit in the same places in both (never zeroed before comparing); if
+    they do not, the error is infinite.
+
+    Args:
+      y: the value under test.
+      ref: the reference.
+      eps: machine epsilon of the dtype under test.
+      scale: the magnitude errors are measured against (for example ``max`` of a bound).
+
+    >>> error_in_eps(np.array([1.0, np.nan]), np.array([1.0, np.nan]), 1e-7)
+    0.0
+    >>> error_in_eps(np.array([1.0, 0.0]), np.array([1.0, np.nan]), 1e-7)
+    inf
+    """
+    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    if y.shape != ref.shape:
+        raise ValueError(f"shapes differ: {y.shape} vs {ref.shape}")
+    if not (np.array_equal(np.isnan(y), np.isnan(ref)) and np.array_equal(np.isposinf(y), np.isposinf(ref))
+            and np.array_equal(np.isneginf(y), np.isneginf(ref))):  # fmt: skip
+        return float("inf")
+    finite = np.isfinite(ref)
+    diff = float(np.max(np.abs(y[finite] - ref[finite]), initial=0.0))
+    if scale is None:
+        scale = float(np.max(np.abs(ref[finite]), initial=0.0))
+    if diff == 0.0:
+        return 0.0
+    return diff / (eps * scale) if scale > 0 else float("inf")

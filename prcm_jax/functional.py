@@ -1,0 +1,187 @@
+"""The math of every module, written once for both Flax APIs, as pure functions.
+
+Inputs are channels-last, ``(B, *spatial, C)``; kernels are Flax ``(in, out)``. Every
+function validates its input before any computation. ``dtype`` is the computation dtype
+(``None``: promote the input and parameters, as Flax layers do); the spatial mean
+accumulates in at least float32; ``precision`` reaches every dot product.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax.nnx.nn.dtypes import promote_dtype
+from flax.typing import Dtype, PrecisionLike
+
+from prcm.validate import check_input
+
+__all__ = [
+    "validate_input",
+    "spatial_mean",
+    "recalibrate",
+    "keep_mask",
+    "dropout",
+    "basis_recalibration",
+    "squeeze_excitation",
+]
+
+
+def validate_input(owner: str, x: jax.Array, channels: int | None) -> None:
+    """Check rank, channel count and dtype of a channels-last input before any work.
+
+    Args:
+      owner: class name for the message.
+      x: the input, ``(B, *spatial, C)``.
+      channels: the channel count of the weights (``None``: not known yet).
+    """
+    dtype = jnp.result_type(x)
+    check_input(owner, jnp.shape(x), str(dtype), jnp.issubdtype(dtype, jnp.floating), channels, channels_last=True)
+
+
+def spatial_mean(x: jax.Array) -> jax.Array:
+    """Mean over every spatial axis, accumulated in at least float32.
+
+    Args:
+      x: ``(B, *spatial, C)``.
+
+    Returns:
+      ``(B, C)`` in ``x.dtype``.
+
+    >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype
+    dtype(bfloat16)
+    """
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)), dtype=acc).astype(x.dtype)
+
+
+def recalibrate(x: jax.Array, scale: jax.Array | None = None, shift: jax.Array | None = None) -> jax.Array:
+    """``x * scale + shift`` with ``(B, C)`` factors broadcast over the spatial axes.
+
+    Args:
+      x: ``(B, *spatial, C)``.
+      scale: ``(B, C)`` multiplicative factor, or ``None``.
+      shift: ``(B, C)`` additive term, or ``None``.
+
+    >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones((2, 3))).shape
+    (2, 4, 3)
+    """
+    spatial = tuple(range(1, x.ndim - 1))
+    if scale is not None:
+        x = x * jnp.expand_dims(scale, spatial)
+    if shift is not None:
+        x = x + jnp.expand_dims(shift, spatial)
+    return x
+
+
+def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
+    """The boolean keep-mask :func:`dropout` draws from ``key``.
+
+    Passing the same ``key`` as ``rngs=`` (NNX) or ``rng=`` (linen) to a module in train
+    mode applies exactly this mask to its ``(B, num_basis)`` coefficients, which is how
+    :mod:`parity` gives PyTorch the same mask.
+
+    Args:
+      key: a JAX PRNG key.
+      rate: dropout probability.
+      shape: mask shape, ``(B, num_basis)`` for the modules.
+
+    >>> keep_mask(jax.random.key(0), 0.5, (2, 8)).shape
+    (2, 8)
+    """
+    return jax.random.bernoulli(key, 1.0 - rate, shape)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout with PyTorch's arithmetic: ``x * mask * (1 / (1 - rate))``.
+
+    A dropped NaN stays NaN (``NaN * 0``), as in ``torch.nn.Dropout``.
+
+    Args:
+      x: any array.
+      rate: dropout probability in ``[0, 1)``.
+      key: PRNG key; the mask is ``keep_mask(key, rate, x.shape)``.
+
+    >>> dropout(jnp.ones((2, 8)), 0.5, jax.random.key(0)).shape
+    (2, 8)
+    """
+    mask = keep_mask(key, rate, x.shape)
+    return x * mask.astype(x.dtype) * (1.0 / (1.0 - rate))
+
+
+def _project(v: jax.Array, kernel: jax.Array, precision: PrecisionLike) -> jax.Array:
+    return jnp.matmul(v, kernel, precision=precision)
+
+
+def basis_recalibration(
+    x: jax.Array,
+    basis: jax.Array,
+    scale_kernel: jax.Array | None = None,
+    shift_kernel: jax.Array | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_key: jax.Array | None = None,
+    dtype: Dtype | None = None,
+    precision: PrecisionLike = None,
+    owner: str = "basis_recalibration",
+) -> jax.Array:
+    """The PRCM family: ``x * sigmoid(coeff @ scale_kernel) + coeff @ shift_kernel``.
+
+    ``coeff = dropout(mean(x) @ basis.T)``; dropout applies only when ``dropout_key`` is given.
+
+    Args:
+      x: ``(B, *spatial, C)``.
+      basis: ``(K, C)``.
+      scale_kernel: ``(K, C)`` or ``None`` (no scale).
+      shift_kernel: ``(K, C)`` or ``None`` (no shift).
+      dropout_rate: dropout probability on ``coeff``.
+      dropout_key: PRNG key for the dropout mask; ``None`` means deterministic.
+      dtype: computation dtype; ``None`` promotes the input and parameters.
+      precision: precision of every dot product.
+      owner: name used in error messages.
+
+    >>> k = jax.random.key(0)
+    >>> basis_recalibration(jnp.ones((2, 5, 5, 16)), jnp.ones((4, 16)), jnp.ones((4, 16))).shape
+    (2, 5, 5, 16)
+    """
+    validate_input(owner, x, basis.shape[-1])
+    x, basis, scale_kernel, shift_kernel = promote_dtype((x, basis, scale_kernel, shift_kernel), dtype=dtype)
+    coeff = _project(spatial_mean(x), basis.T, precision)
+    if dropout_key is not None and dropout_rate > 0:
+        coeff = dropout(coeff, dropout_rate, dropout_key)
+    scale = None if scale_kernel is None else jax.nn.sigmoid(_project(coeff, scale_kernel, precision))
+    shift = None if shift_kernel is None else _project(coeff, shift_kernel, precision)
+    return recalibrate(x, scale, shift)
+
+
+def squeeze_excitation(
+    x: jax.Array,
+    fc1_kernel: jax.Array,
+    fc1_bias: jax.Array,
+    fc2_kernel: jax.Array,
+    fc2_bias: jax.Array,
+    *,
+    dtype: Dtype | None = None,
+    precision: PrecisionLike = None,
+    owner: str = "squeeze_excitation",
+) -> jax.Array:
+    """Squeeze-and-Excitation: ``x * sigmoid(relu(mean(x) @ fc1 + b1) @ fc2 + b2)``.
+
+    Args:
+      x: ``(B, *spatial, C)``.
+      fc1_kernel: ``(C, C // r)``.
+      fc1_bias: ``(C // r,)``.
+      fc2_kernel: ``(C // r, C)``.
+      fc2_bias: ``(C,)``.
+      dtype: computation dtype; ``None`` promotes the input and parameters.
+      precision: precision of every dot product.
+      owner: name used in error messages.
+
+    >>> y = squeeze_excitation(jnp.ones((1, 8, 8, 16)), jnp.ones((16, 4)), jnp.zeros(4),
+    ...                        jnp.ones((4, 16)), jnp.zeros(16))
+    >>> y.shape
+    (1, 8, 8, 16)
+    """
+    validate_input(owner, x, fc1_kernel.shape[0])
+    x, w1, b1, w2, b2 = promote_dtype((x, fc1_kernel, fc1_bias, fc2_kernel, fc2_bias), dtype=dtype)
+    hidden = jax.nn.relu(_project(spatial_mean(x), w1, precision) + b1)
+    return recalibrate(x, jax.nn.sigmoid(_project(hidden, w2, precision) + b2))

@@ -1,0 +1,14 @@
+"""PyTorch PRCM-family modules, channels-first ``(B, C, *spatial)``.
+
+State dicts saved from the seed notebook's classes load with ``strict=True``.
+
+>>> import torch
+>>> from prcm_torch import AffinePRCM
+>>> AffinePRCM(64)(torch.randn(1, 64, 32, 32)).shape
+torch.Size([1, 64, 32, 32])
+"""
+
+from prcm_torch.prcm import PRCM, AffinePRCM, AffinePRCMNoDropout, PRCMNoDropout, ShiftOnlyPRCM
+from prcm_torch.se import SEModule
+
+__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "SEModule"]

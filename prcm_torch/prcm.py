@@ -1,0 +1,145 @@
+"""The PRCM variants (pattern recalibration with a low-rank basis), PyTorch.
+
+All five compute ``coeff = dropout(mean(x) @ basis.T)`` and then recalibrate ``x`` with
+a sigmoid scale and/or a shift projected from ``coeff``. They differ only in which of the
+two projections they own, what the scale projection is called (the seed's names) and
+whether dropout is applied.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from prcm.validate import check_basis_config
+from prcm_torch.functional import recalibrate, spatial_mean, validate_input
+
+__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM"]
+
+
+class _BasisRecalibration(nn.Module):
+    """Shared math of the PRCM variants; subclasses set the two class attributes."""
+
+    scale_name: ClassVar[str | None]  # attribute holding the scale projection, if any
+    has_shift: ClassVar[bool]  # whether the module owns ``shift_proj``
+
+    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.0) -> None:
+        super().__init__()
+        check_basis_config(type(self).__name__, channels, num_basis, dropout_rate)
+        self.channels = channels
+        self.num_basis = num_basis
+        self.basis = nn.Parameter(torch.randn(num_basis, channels))
+        if self.scale_name is not None:
+            setattr(self, self.scale_name, nn.Linear(num_basis, channels, bias=False))
+        if self.has_shift:
+            self.shift_proj = nn.Linear(num_basis, channels, bias=False)
+        self.coeff_dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        validate_input(type(self).__name__, x, self.basis)
+        coeff = self.coeff_dropout(spatial_mean(x) @ self.basis.t())
+        scale = getattr(self, self.scale_name)(coeff).sigmoid() if self.scale_name else None
+        shift = self.shift_proj(coeff) if self.has_shift else None
+        return recalibrate(x, scale, shift)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_basis={self.num_basis}"
+
+
+class PRCM(_BasisRecalibration):
+    """Pattern Recalibration Module: ``x * sigmoid(fuser(coeff))``.
+
+    ``coeff = dropout(mean(x) @ basis.T)``, the mean taken over every spatial axis.
+
+    Args:
+      channels: number of input channels ``C``.
+      num_basis: number of basis vectors ``K``.
+      dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
+
+    >>> m = PRCM(64, num_basis=8)
+    >>> m(torch.randn(2, 64, 16, 16)).shape
+    torch.Size([2, 64, 16, 16])
+    >>> sorted(m.state_dict())
+    ['basis', 'fuser.weight']
+    """
+
+    scale_name = "fuser"
+    has_shift = False
+
+    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5) -> None:
+        super().__init__(channels, num_basis, dropout_rate)
+
+
+class AffinePRCM(_BasisRecalibration):
+    """Affine PRCM: ``x * sigmoid(scale_proj(coeff)) + shift_proj(coeff)``.
+
+    Args:
+      channels: number of input channels ``C``.
+      num_basis: number of basis vectors ``K``.
+      dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
+
+    >>> m = AffinePRCM(64)
+    >>> m(torch.randn(1, 64, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
+    >>> sorted(m.state_dict())
+    ['basis', 'scale_proj.weight', 'shift_proj.weight']
+    """
+
+    scale_name = "scale_proj"
+    has_shift = True
+
+    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5) -> None:
+        super().__init__(channels, num_basis, dropout_rate)
+
+
+class PRCMNoDropout(PRCM):
+    """:class:`PRCM` without dropout (the seed's ``PRCM_NoDropout``).
+
+    Args:
+      channels: number of input channels ``C``.
+      num_basis: number of basis vectors ``K``.
+
+    >>> PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape
+    torch.Size([3, 32, 10])
+    """
+
+    def __init__(self, channels: int, num_basis: int = 8) -> None:
+        super().__init__(channels, num_basis, dropout_rate=0.0)
+
+
+class AffinePRCMNoDropout(AffinePRCM):
+    """:class:`AffinePRCM` without dropout (the seed's ``AffinePRCM_NoDropout``).
+
+    Args:
+      channels: number of input channels ``C``.
+      num_basis: number of basis vectors ``K``.
+
+    >>> AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape
+    torch.Size([2, 16, 4, 4, 4])
+    """
+
+    def __init__(self, channels: int, num_basis: int = 8) -> None:
+        super().__init__(channels, num_basis, dropout_rate=0.0)
+
+
+class ShiftOnlyPRCM(_BasisRecalibration):
+    """Shift-only ablation: ``x + shift_proj(mean(x) @ basis.T)``.
+
+    Args:
+      channels: number of input channels ``C``.
+      num_basis: number of basis vectors ``K``.
+
+    >>> m = ShiftOnlyPRCM(64)
+    >>> m(torch.randn(1, 64, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
+    >>> sorted(m.state_dict())
+    ['basis', 'shift_proj.weight']
+    """
+
+    scale_name = None
+    has_shift = True
+
+    def __init__(self, channels: int, num_basis: int = 8) -> None:
+        super().__init__(channels, num_basis, dropout_rate=0.0)

@@ -1,0 +1,43 @@
+"""Squeeze-and-Excitation, the baseline the PRCM family is compared with, PyTorch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prcm.validate import check_se_config
+from prcm_torch.functional import recalibrate, spatial_mean, validate_input
+
+__all__ = ["SEModule"]
+
+
+class SEModule(nn.Module):
+    """Squeeze-and-Excitation: ``x * sigmoid(fc2(relu(fc1(mean(x)))))``.
+
+    Args:
+      channels: number of input channels ``C``.
+      reduction: bottleneck reduction; the hidden width is ``channels // reduction``.
+
+    >>> m = SEModule(64, reduction=4)
+    >>> m(torch.randn(2, 64, 8, 8)).shape
+    torch.Size([2, 64, 8, 8])
+    >>> {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    {'fc1.weight': (16, 64), 'fc1.bias': (16,), 'fc2.weight': (64, 16), 'fc2.bias': (64,)}
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        check_se_config(type(self).__name__, channels, reduction)
+        self.channels = channels
+        self.reduction = reduction
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        validate_input(type(self).__name__, x, self.fc1.weight)
+        scale = self.fc2(F.relu(self.fc1(spatial_mean(x)))).sigmoid()
+        return recalibrate(x, scale)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, reduction={self.reduction}"

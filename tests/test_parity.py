@@ -1,0 +1,127 @@
+"""Both frameworks agree: every module x direction x mode over many shapes, and low precision.
+
+Each case is judged against the float64 NumPy reference (parity.check.run_case); the tests
+below it show that the reference and the checker would catch a real mistake.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from parity import shared_dropout_mask
+from parity.family import TWINS
+from parity.check import BOUND_LIMITS, DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, cases, run_case
+from parity.reference import backward, error_in_eps, forward
+from prcm import MODULES
+from seed_modules import SEED
+
+import parity.check
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape,num_basis", SHAPES, ids=[f"{s}-K{k}" for s, k in SHAPES])
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("module", MODULES)
+def test_float32(module, direction, shape, num_basis, mode):
+    result = run_case(Case(module, direction, mode, "float32", shape, num_basis))
+    assert result.ok, result
+    assert result.limit == REF_LIMITS["float32"][mode == "grad"]
+
+
+@pytest.mark.parametrize("case", list(cases(dtypes=("bfloat16", "float16"), per_row=1)), ids=str)
+def test_low_precision(case):
+    result = run_case(case)
+    assert result.ok, result
+
+
+# -- the reference and the checker ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 8, 1, 1), (3, 16, 4, 4)])
+def test_reference_matches_the_seed_classes_in_float64(name, shape):
+    torch.manual_seed(0)
+    kw = {"reduction": 4} if name == "SEModule" else {"num_basis": 3}
+    seed_module = SEED[name](shape[1], **kw).double().eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    params = {k: v.numpy() for k, v in seed_module.state_dict().items()}
+    np.testing.assert_allclose(forward(x.numpy(), params), seed_module(x).detach().numpy(), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 6, 3), (3, 8, 2, 2, 2)])
+def test_reference_gradients_match_float64_autograd(name, shape):
+    torch.manual_seed(0)
+    kw = {"reduction": 4} if name == "SEModule" else {"num_basis": 3}
+    module = TWINS[name].torch(shape[1], **kw).double().train()
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    cot = torch.randn(shape, dtype=torch.float64)
+    keep, rate = None, 0.0
+    if isinstance(getattr(module, "coeff_dropout", None), torch.nn.Dropout):
+        keep, rate = np.random.default_rng(0).random((shape[0], 3)) > 0.5, module.coeff_dropout.p
+        with shared_dropout_mask(module, keep):
+            y = module(x)
+    else:
+        y = module(x)
+    (y * cot).sum().backward()
+    params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    grads = backward(x.detach().numpy(), params, cot.numpy(), keep=keep, rate=rate)
+    bounds = backward(x.detach().numpy(), params, cot.numpy(), keep=keep, rate=rate, bound=True)
+    expected = {"x": x.grad, **{k: p.grad for k, p in module.named_parameters()}}
+    assert grads.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(grads[key], value.numpy(), rtol=1e-12, atol=1e-12)
+        assert np.all(bounds[key] >= np.abs(grads[key]) - 1e-12)
+
+
+def test_error_metric_sees_nan_patterns_and_scale():
+    ref = np.array([1.0, -2.0, np.nan, np.inf])
+    assert error_in_eps(ref.copy(), ref, 1e-7) == 0.0
+    assert error_in_eps(np.array([1.0, -2.0, 0.0, np.inf]), ref, 1e-7) == float("inf")
+    assert error_in_eps(np.array([1.0, -2.0, np.nan, -np.inf]), ref, 1e-7) == float("inf")
+    assert error_in_eps(np.array([1.0 + 2e-7, -2.0, np.nan, np.inf]), ref, 1e-7) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_checker_catches_a_wrong_conversion(monkeypatch, mode):
+    """A converter that forgets to transpose square kernels must fail every mode."""
+    original = parity.check._build
+
+    def broken(case, twin, torch_dtype, np_dtype):
+        torch_model, jax_side = original(case, twin, torch_dtype, np_dtype)
+        with torch.no_grad():
+            torch_model.fuser.weight.copy_(torch_model.fuser.weight.t().clone())
+        return torch_model, jax_side
+
+    monkeypatch.setattr(parity.check, "_build", broken)
+    result = run_case(Case("PRCM", "torch->nnx", mode, "float32", (2, 8, 5, 5), 8))
+    assert not result.ok and result.bound_error > 100 * BOUND_LIMITS[mode == "grad"]
+
+
+def test_checker_catches_a_different_dropout_mask(monkeypatch):
+    monkeypatch.setattr(parity.check, "keep_mask", lambda key, rate, shape: np.ones(shape, bool))
+    result = run_case(Case("AffinePRCM", "torch->nnx", "train", "float32", (4, 16, 5, 5), 8))
+    assert not result.ok
+
+
+def test_cli_quick_subset_passes_and_bad_arguments_fail():
+    ok = subprocess.run(
+        [sys.executable, "-m", "parity", "--quick", "--modules", "ShiftOnlyPRCM", "--modes", "eval",
+         "--dtypes", "float32"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "all 4 cases passed" in ok.stdout and "torch->linen" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "parity", "--dtypes", "float8"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown dtype float8; choose from float32, bfloat16, float16" in bad.stderr
+
+
+def test_cli_exits_1_on_failure(monkeypatch, capsys):
+    from parity import __main__ as cli
+
+    fail = lambda case: parity.check.Result(case, 99.0, 99.0, 8.0, 8.0)  # noqa: E731
+    monkeypatch.setattr(cli, "run_case", fail)
+    assert cli.main(["--quick", "--modules", "PRCM", "--modes", "eval", "--dtypes", "float32"]) == 1
+    assert "FAIL" in capsys.readouterr().out

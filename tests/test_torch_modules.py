@@ -1,0 +1,115 @@
+"""prcm_torch: seed compatibility, parameter counts, shapes, bad input."""
+
+import pytest
+import torch
+
+import prcm_torch
+from prcm import MODULES
+from seed_modules import SEED
+
+SEED_TABLE = {"PRCM": 1024, "AffinePRCM": 1536, "PRCMNoDropout": 1024, "AffinePRCMNoDropout": 1536,
+              "ShiftOnlyPRCM": 1024, "SEModule": 2128}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_parameter_count_matches_seed_table(name):
+    module = getattr(prcm_torch, name)(64)
+    assert sum(p.numel() for p in module.parameters()) == SEED_TABLE[name]
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("channels,config", [(64, 8), (24, 4), (7, 1)])
+def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, config):
+    kw = {"reduction": min(config, channels)} if name == "SEModule" else {"num_basis": config}
+    torch.manual_seed(3)
+    seed_module = SEED[name](channels, **kw).eval()
+    ours = getattr(prcm_torch, name)(channels, **kw).eval()
+    ours.load_state_dict(seed_module.state_dict(), strict=True)
+    x = torch.randn(2, channels, 9, 5)
+    torch.testing.assert_close(ours(x), seed_module(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_same_seed_same_initialisation_as_seed(name):
+    torch.manual_seed(11)
+    seed_module = SEED[name](32)
+    torch.manual_seed(11)
+    ours = getattr(prcm_torch, name)(32)
+    for (k1, v1), (k2, v2) in zip(seed_module.state_dict().items(), ours.state_dict().items(), strict=True):
+        assert k1 == k2
+        torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("shape", [(1, 16, 1, 1), (3, 16, 33), (2, 16, 3, 4, 5), (2, 16, 7, 9)])
+def test_any_number_of_spatial_axes(name, shape):
+    module = getattr(prcm_torch, name)(16).eval()
+    assert module(torch.randn(shape)).shape == shape
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_channels_last_and_non_contiguous_inputs_agree(name):
+    module = getattr(prcm_torch, name)(16).eval()
+    x = torch.randn(2, 16, 6, 7)
+    y = module(x)
+    torch.testing.assert_close(module(x.to(memory_format=torch.channels_last)), y)
+    strided = torch.randn(2, 16, 12, 7)[:, :, ::2]
+    torch.testing.assert_close(module(strided), module(strided.contiguous()))
+
+
+@pytest.mark.parametrize("name", ["PRCM", "AffinePRCM"])
+def test_dropout_only_in_train_mode(name):
+    module = getattr(prcm_torch, name)(16, dropout_rate=0.5)
+    x = torch.randn(4, 16, 5, 5)
+    module.eval()
+    torch.testing.assert_close(module(x), module(x), rtol=0, atol=0)
+    module.train()
+    torch.manual_seed(0)
+    a = module(x)
+    torch.manual_seed(1)
+    assert not torch.equal(a, module(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("name", MODULES)
+def test_dtype_follows_module(name, dtype):
+    module = getattr(prcm_torch, name)(16).eval().to(dtype)
+    assert module(torch.randn(2, 16, 4, 4, dtype=dtype)).dtype == dtype
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize(
+    "x,error,match",
+    [
+        (torch.randn(2, 16), ValueError, r"at least one spatial axis.*got shape \(2, 16\)"),
+        (torch.randn(2, 8, 4, 4), ValueError, r"expected 16 channels on axis 1.*got 8"),
+        (torch.ones(2, 16, 4, 4, dtype=torch.int64), TypeError, "floating-point input, got dtype torch.int64"),
+        (torch.randn(2, 16, 4, 4, dtype=torch.float64), TypeError, "input is torch.float64 but the parameters are"),
+        (torch.randn(2, 16, 0, 4), ValueError, "spatial axis must be non-empty"),
+        (torch.randn(2, 16, 4, 4).numpy(), TypeError, "expected a torch.Tensor input, got ndarray"),
+    ],
+)
+def test_bad_input_is_named(name, x, error, match):
+    with pytest.raises(error, match=match):
+        getattr(prcm_torch, name)(16)(x)
+
+
+@pytest.mark.parametrize(
+    "cls,args,error,match",
+    [
+        (prcm_torch.PRCM, (0,), ValueError, "channels must be >= 1, got 0"),
+        (prcm_torch.AffinePRCM, (16, 0), ValueError, "num_basis must be >= 1, got 0"),
+        (prcm_torch.PRCM, (16, 8, 1.0), ValueError, r"dropout_rate must be in \[0, 1\), got 1.0"),
+        (prcm_torch.AffinePRCM, (16, 8, -0.1), ValueError, r"dropout_rate must be in \[0, 1\)"),
+        (prcm_torch.PRCMNoDropout, (16.5,), TypeError, "channels must be an int"),
+        (prcm_torch.ShiftOnlyPRCM, (16, True), TypeError, "num_basis must be an int"),
+        (prcm_torch.SEModule, (3, 4), ValueError, r"channels // reduction must be >= 1, got 3 // 4 = 0"),
+        (prcm_torch.SEModule, (16, 0), ValueError, "reduction must be >= 1, got 0"),
+    ],
+)
+def test_bad_constructor_arguments(cls, args, error, match):
+    with pytest.raises(error, match=match):
+        cls(*args)
