@@ -16,22 +16,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 import prcm
+from prcm.cli import comma_choices
 from parity.check import BOUND_LIMITS, DIRECTIONS, DTYPES, MODES, SHAPES, Result, cases, run_case
 
 __all__ = ["main", "parse_args"]
-
-
-def _choices(name: str, allowed: Sequence[str]):
-    def parse(text: str) -> tuple[str, ...]:
-        picked = tuple(t.strip() for t in text.split(",") if t.strip())
-        unknown = [t for t in picked if t not in allowed]
-        if unknown or not picked:
-            raise argparse.ArgumentTypeError(
-                f"unknown {name} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
-            )
-        return picked
-
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,13 +32,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"one shape per row (rotating through all {len(SHAPES)}) instead of every shape")  # fmt: skip
-    parser.add_argument("--modules", type=_choices("module", prcm.MODULES), default=prcm.MODULES,
+    parser.add_argument("--modules", type=comma_choices("module", prcm.MODULES), default=prcm.MODULES,
                         help="comma-separated subset of " + ",".join(prcm.MODULES))  # fmt: skip
-    parser.add_argument("--directions", type=_choices("direction", DIRECTIONS), default=DIRECTIONS,
+    parser.add_argument("--directions", type=comma_choices("direction", DIRECTIONS), default=DIRECTIONS,
                         help="comma-separated subset of " + ",".join(DIRECTIONS))  # fmt: skip
-    parser.add_argument("--modes", type=_choices("mode", MODES), default=MODES,
+    parser.add_argument("--modes", type=comma_choices("mode", MODES), default=MODES,
                         help="comma-separated subset of " + ",".join(MODES))  # fmt: skip
-    parser.add_argument("--dtypes", type=_choices("dtype", tuple(DTYPES)), default=tuple(DTYPES),
+    parser.add_argument("--dtypes", type=comma_choices("dtype", tuple(DTYPES)), default=tuple(DTYPES),
                         help="comma-separated subset of " + ",".join(DTYPES))  # fmt: skip
     return parser.parse_args(argv)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,6 +18,7 @@ class SEModule(nn.Module):
       channels: number of input channels ``C``.
       reduction: bottleneck reduction; the hidden width is ``channels // reduction``.
 
+    >>> import torch
     >>> m = SEModule(64, reduction=4)
     >>> m(torch.randn(2, 64, 8, 8)).shape
     torch.Size([2, 64, 8, 8])

@@ -9,7 +9,6 @@ from flax import nnx
 
 import prcm_jax
 import prcm_jax.linen
-import prcm_torch
 from parity import torch_state_dict, torch_to_linen, torch_to_nnx
 from parity.family import TWINS
 from prcm import DROPOUT_MODULES, MODULES

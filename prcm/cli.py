@@ -1,0 +1,65 @@
+"""Argument types shared by the command lines (``python -m parity``, ``python -m bench``, examples).
+
+Each raises ``argparse.ArgumentTypeError`` naming what was expected, so a bad value exits
+with status 2 before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+__all__ = ["comma_choices", "at_least"]
+
+
+def comma_choices(name: str, allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """Parse ``a,b,c`` into a tuple of distinct values from ``allowed``.
+
+    Args:
+      name: what one value is called, for the message.
+      allowed: the values accepted.
+
+    >>> comma_choices("dtype", ("float32", "bfloat16"))("float32, bfloat16")
+    ('float32', 'bfloat16')
+    >>> comma_choices("dtype", ("float32",))("float8")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: unknown dtype float8; choose from float32
+    """
+
+    def parse(text: str) -> tuple[str, ...]:
+        picked = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        unknown = [t for t in picked if t not in allowed]
+        if unknown or not picked:
+            raise argparse.ArgumentTypeError(
+                f"unknown {name} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
+            )
+        return picked
+
+    return parse
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """Parse an integer no smaller than ``minimum``.
+
+    Args:
+      minimum: the smallest value accepted.
+
+    >>> at_least(1)("3")
+    3
+    >>> at_least(1)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected an integer >= 1, got 0
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
