@@ -1,0 +1,1 @@
+"""Worked examples: ``python -m prcm_examples.digits`` trains, ports and fine-tunes a PRCM CNN."""
