@@ -159,10 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"- {line}")
         console.print(f"results: {out / 'results.json'}, {out / 'report.md'}, plots in {out}")
 
+    def finish(code: int) -> int:
+        try:
+            save()
+        except OSError as err:
+            console.print(f"[red]could not write results to {out}: {err}")
+            return 1
+        return code
+
     if device is None:
         console.print(f"[red]device {args.device} unavailable: {reason}")
-        save()
-        return 1
+        return finish(1)
 
     settings = Settings(args.quick, args.warmup, args.repeat)
     plan = {suite: points(suite, settings) for suite in args.suites}
@@ -186,10 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         meta["interrupted"] = True
         console.print("[yellow]interrupted: writing what finished")
-        save()
-        return 130
-    save()
-    return 0
+        return finish(130)
+    return finish(0)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def _check_flat(state: object, origin: str) -> dict[str, torch.Tensor]:
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; expected a checkpoint file ({', '.join(PICKLE_SUFFIXES + SAFETENSORS_SUFFIXES)})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()

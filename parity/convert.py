@@ -182,9 +182,8 @@ def _layer_problems(module: nn.Module) -> list[str]:
 
 
 def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], module: nn.Module | None) -> list[_Pair]:
-    """Pair every Flax leaf with exactly one torch key, or raise with every problem."""
+    """Pair every Flax leaf with exactly one torch key, or raise once with every problem."""
     problems = _layer_problems(module) if module is not None else []
-    owners = dict(module.named_modules()) if module is not None else {}
     index: dict[Path, list[str]] = defaultdict(list)
     for key in state:
         if key.rsplit(".", 1)[-1] not in _TORCH_ONLY:
@@ -202,32 +201,32 @@ def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], mod
             problems.append(f"Flax '{leaf.name}' is ambiguous: it matches torch keys {hits}")
         else:
             pairs.append(_Pair(leaf, hits[0], rule))
-    for key, tensor in state.items():
-        if key.rsplit(".", 1)[-1] in _TORCH_ONLY:
-            continue
-        if uses[key] == 0:
-            problems.append(f"torch '{key}' {tuple(tensor.shape)} has no Flax variable")
-        elif uses[key] > 1:
-            problems.append(f"torch '{key}' is ambiguous: several Flax variables match it")
-    for p in pairs:
-        tensor, leaf = state[p.key], p.leaf
-        owner = owners.get(p.key.rpartition(".")[0])
-        expected = tuple(leaf.shape[i] for i in p.rule.torch_axes(len(leaf.shape)))
-        if owner is not None and p.rule.layers and _is_builtin(owner) and not isinstance(owner, p.rule.layers):
-            problems.append(
-                f"torch '{p.key}' belongs to nn.{type(owner).__name__} but Flax '{leaf.name}' is a "
-                f"'{p.rule.flax}' (for {', '.join(t.__name__ for t in p.rule.layers)})"
-            )
-        if tuple(tensor.shape) != expected:
-            problems.append(
-                f"shape mismatch: torch '{p.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
-                f"(which needs torch shape {expected})"
-            )
-        if numpy_dtype(tensor.dtype) != leaf.dtype:
-            problems.append(f"dtype mismatch: torch '{p.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}")
+    for keys in index.values():
+        for key in keys:
+            if uses[key] != 1:
+                problems.append(f"torch '{key}' {tuple(state[key].shape)} " + (
+                    "has no Flax variable" if uses[key] == 0 else "is ambiguous: several Flax variables match it"))  # fmt: skip
+    owners = dict(module.named_modules()) if module is not None else {}
+    for pair in pairs:
+        problems += _mismatches(pair, state[pair.key], owners.get(pair.key.rpartition(".")[0]))
     if problems:
         raise ConversionError(what, problems)
     return pairs
+
+
+def _mismatches(pair: _Pair, tensor: torch.Tensor, owner: nn.Module | None) -> list[str]:
+    """What is wrong with one pairing: the torch layer's kind, the shape, the dtype."""
+    leaf, rule, out = pair.leaf, pair.rule, []
+    if owner is not None and rule.layers and _is_builtin(owner) and not isinstance(owner, rule.layers):
+        out.append(f"torch '{pair.key}' belongs to nn.{type(owner).__name__} but Flax '{leaf.name}' is a "
+                   f"'{rule.flax}' (for {', '.join(t.__name__ for t in rule.layers)})")  # fmt: skip
+    expected = tuple(leaf.shape[i] for i in rule.torch_axes(len(leaf.shape)))
+    if tuple(tensor.shape) != expected:
+        out.append(f"shape mismatch: torch '{pair.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
+                   f"(which needs torch shape {expected})")  # fmt: skip
+    if numpy_dtype(tensor.dtype) != leaf.dtype:
+        out.append(f"dtype mismatch: torch '{pair.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}")
+    return out
 
 
 # -- Flax sides ---------------------------------------------------------------------------
@@ -237,15 +236,11 @@ def _leaf(path: Path, collection: str, value: Any) -> _Leaf:
     return _Leaf(tuple(path), collection, tuple(value.shape), np.dtype(value.dtype))
 
 
-def _nnx_variables(model: nnx.Module) -> list[tuple[Path, nnx.Variable]]:
+def _nnx_leaves(model: nnx.Module) -> tuple[list[_Leaf], dict[Path, Any]]:
     if not isinstance(model, nnx.Module):
         raise TypeError(f"expected an nnx.Module, got {type(model).__name__}")
-    return list(nnx.to_flat_state(nnx.state(model, (nnx.Param, nnx.BatchStat))))
-
-
-def _nnx_leaves(model: nnx.Module) -> tuple[list[_Leaf], dict[Path, Any]]:
     leaves, values = [], {}
-    for path, var in _nnx_variables(model):
+    for path, var in nnx.to_flat_state(nnx.state(model, (nnx.Param, nnx.BatchStat))):
         collection = "batch_stats" if isinstance(var, nnx.BatchStat) else "params"
         leaves.append(_leaf(path, collection, var[...]))
         values[(collection, *path)] = var[...]
@@ -303,10 +298,11 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
     True
     """
     state, module = load_state_dict(source)
-    leaves, _ = _nnx_leaves(nnx_module)
+    leaves, current = _nnx_leaves(nnx_module)
     values = _to_flax(_pair("torch -> nnx", leaves, state, module), state)
-    shardings = {path: getattr(var[...], "sharding", None) for path, var in _nnx_variables(nnx_module)}
-    flat = [(leaf.path, jax.device_put(value, shardings.get(leaf.path))) for leaf, value in values.items()]
+    # each new value goes where the old one lived (a device, or a sharding across a mesh)
+    flat = [(leaf.path, jax.device_put(value, current[(leaf.collection, *leaf.path)].sharding))
+            for leaf, value in values.items()]  # fmt: skip
     nnx.update(nnx_module, nnx.from_flat_state(flat))
     return nnx_module
 

@@ -1,13 +1,18 @@
 """An independent float64 NumPy reference of all six modules: outputs, gradients, bounds.
 
 The reference reads torch state_dict names and layouts and channels-first inputs, and
-writes its forward and backward passes out by hand (no autograd). Run with ``bound=True``
-it evaluates the same formulas on absolute values, with ``sigmoid`` replaced by its bound 1,
-``sigmoid'`` by 1/4 and ``relu'`` by 1: every intermediate then bounds the sum of the
-absolute terms that produced it, so ``eps * bound`` is the size of one rounding anywhere
-upstream (a running error bound). Tolerances are set in those units, which keeps them
-honest for badly conditioned cases (cancellation in ``mean(x) @ basis.T`` with few channels,
-large weight scales) where ``eps * max|y|`` would be far too tight.
+writes its forward and backward passes out by hand (no autograd).
+
+Run with ``bound=True`` it evaluates the same formulas as a first-order running error bound:
+every linear step on absolute values (so each intermediate bounds the sum of the absolute
+terms that produced it), ``relu'`` by 1, and each sigmoid by its value plus its slope times
+the bound of its argument, ``sigma(s) + sigma'(s) * B(s)``, taken at the exact ``s``: an
+error in the logits reaches the output only as far as the sigmoid lets it. ``sigma'`` is
+computed by both frameworks from the rounded output as ``s(1 - s)``, so its bound adds
+``|1 - 2 sigma|`` times the sigmoid's bound. ``eps * bound`` is then the size of one rounding anywhere
+upstream, carried to that point. Tolerances are set in those units, which keeps them honest
+for badly conditioned cases (cancellation in ``mean(x) @ basis.T`` with few channels, large
+weight scales, logits that cancel) where ``eps * max|y|`` would be far too tight.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ Params = Mapping[str, np.ndarray]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+    """Accurate in both tails (no 1 - tanh cancellation) and free of overflow."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _run(
     x: np.ndarray, params: Params, cot: np.ndarray | None, keep: np.ndarray | None, rate: float, bound: bool
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """(output, gradients, logits), or their bounds."""
+    exact_logits = _run(x, params, None, keep, rate, False)[2] if bound else None
     f64 = (lambda a: np.abs(np.asarray(a, np.float64))) if bound else (lambda a: np.asarray(a, np.float64))
-    sigmoid = np.ones_like if bound else _sigmoid
-    dsigmoid = (lambda a: np.full_like(a, 0.25)) if bound else (lambda a: a * (1.0 - a))
     p = {k: f64(v) for k, v in params.items()}
     x = f64(x)
     spatial = tuple(range(2, x.ndim))
@@ -49,16 +56,26 @@ def _run(
         hidden = np.abs(pre) if bound else np.maximum(pre, 0.0)
         logits = hidden @ p["fc2.weight"].T + p["fc2.bias"]
         shift = None
-    scale = None if logits is None else sigmoid(logits)
+    scale = slope = None
+    if logits is not None and bound:  # at the exact point: value + slope x the logits' bound
+        sig = _sigmoid(exact_logits)
+        d1 = sig * (1.0 - sig)
+        scale = sig + d1 * logits
+        # both frameworks differentiate through the rounded output: sigma' = s(1 - s), so an
+        # error in s (its own rounding and the logits' error) reaches it times |1 - 2s|
+        slope = d1 + np.abs(1.0 - 2.0 * sig) * scale
+    elif logits is not None:
+        scale = _sigmoid(logits)
+        slope = scale * (1.0 - scale)
     y = x if scale is None else x * scale[expand]
     y = y if shift is None else y + shift[expand]
     if cot is None:
-        return y, {}
+        return y, {}, logits
 
     g = f64(cot)
     grads: dict[str, np.ndarray] = {}
     dx = g if scale is None else g * scale[expand]
-    d_logits = None if scale is None else (g * x).sum(axis=spatial) * dsigmoid(scale)
+    d_logits = None if scale is None else (g * x).sum(axis=spatial) * slope
     if "basis" in p:
         d_coeff = np.zeros_like(coeff)
         if d_logits is not None:
@@ -78,7 +95,7 @@ def _run(
         grads["fc1.weight"], grads["fc1.bias"] = d_pre.T @ ctx, d_pre.sum(axis=0)
         d_ctx = d_pre @ p["fc1.weight"]
     grads["x"] = dx + (d_ctx / n)[expand]
-    return y, grads
+    return y, grads, logits
 
 
 def forward(
@@ -97,7 +114,8 @@ def forward(
     >>> forward(np.zeros((1, 3, 4)), p).shape
     (1, 3, 4)
     """
-    return _run(x, params, None, keep, rate, bound)[0]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf propagate, as in both frameworks
+        return _run(x, params, None, keep, rate, bound)[0]
 
 
 def backward(
@@ -123,7 +141,8 @@ def backward(
     >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4))))
     ['basis', 'fuser.weight', 'x']
     """
-    return _run(x, params, cot, keep, rate, bound)[1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _run(x, params, cot, keep, rate, bound)[1]
 
 
 def error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float, scale: float | None = None) -> float:

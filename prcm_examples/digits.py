@@ -24,7 +24,7 @@ import copy
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ import prcm_jax
 import prcm_torch
 from parity.arrays import to_numpy
 from parity.reference import error_in_eps
-from prcm.cli import at_least
+from prcm.cli import at_least, comma_choices
 
 __all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "train_torch", "make_train_step", "shard", "main"]
 
@@ -179,8 +179,8 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def train_torch(model: TorchNet, data: Data, epochs: int, *, batch: int = 64, lr: float = 3e-3,
-                progress: Progress | None = None) -> list[float]:  # fmt: skip
-    """Adam on cross-entropy; returns the mean loss per epoch."""
+                on_epoch: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
+    """Adam on cross-entropy; returns the mean loss per epoch (``on_epoch`` runs after each)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     model.train()
@@ -193,8 +193,8 @@ def train_torch(model: TorchNet, data: Data, epochs: int, *, batch: int = 64, lr
             optimizer.step()
             total, steps = total + loss.item(), steps + 1
         losses.append(total / steps)
-        if progress:
-            progress.advance()
+        if on_epoch:
+            on_epoch()
     model.eval()
     return losses
 
@@ -241,8 +241,9 @@ def replicate(mesh: Mesh, *nodes: nnx.Module | nnx.Optimizer) -> None:
 
 
 def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3, seed: int = 0,
-              mesh: Mesh | None = None, progress: Progress | None = None) -> list[float]:  # fmt: skip
-    """Adam (optax, ``nnx.Optimizer``) with the batch split across the mesh's devices."""
+              mesh: Mesh | None = None, on_epoch: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
+    """Adam (optax, ``nnx.Optimizer``) with the batch split across the mesh's devices (all, by
+    default); returns the mean loss per epoch (``on_epoch`` runs after each)."""
     mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
     optimizer = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     replicate(mesh, model, optimizer)
@@ -257,8 +258,8 @@ def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float
             xs, ys = shard(mesh, channels_last(x), y)
             total, steps = total + float(step(model, optimizer, xs, ys, sub)), steps + 1
         losses.append(total / steps)
-        if progress:
-            progress.advance()
+        if on_epoch:
+            on_epoch()
     model.eval()
     return losses
 
@@ -339,16 +340,6 @@ def latency_ms(model: Net, x: np.ndarray, repeat: int = 200) -> float:
 # -- the command ----------------------------------------------------------------------------
 
 
-class Progress:
-    """A thin wrapper so the training loops can advance a rich progress bar (or nothing)."""
-
-    def __init__(self, bar, task) -> None:
-        self.bar, self.task = bar, task
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole example and print what it measured."""
     parser = argparse.ArgumentParser(prog="python -m prcm_examples.digits", description=__doc__.split("\n\n")[0])
@@ -356,11 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=at_least(1), default=15, help="PyTorch training epochs")
     parser.add_argument("--finetune-epochs", type=at_least(1), default=5, help="JAX fine-tuning epochs")
     parser.add_argument("--ablation-epochs", type=at_least(1), default=15, help="JAX training epochs per block type")
+    parser.add_argument("--ablation-blocks", type=comma_choices("block", BLOCKS), default=BLOCKS,
+                        help="comma-separated block types for the ablation (default: all)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="folder for the .safetensors files (default: a temporary one)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
-    from rich.progress import Progress as RichProgress
+    from rich.progress import Progress
     from rich.table import Table
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -370,14 +363,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     mesh = Mesh(np.array(jax.devices()), ("data",))
     console.print(f"digits: {len(data.x_train)} train / {len(data.x_test)} test images; "
                   f"JAX devices: {len(jax.devices())} ({jax.devices()[0].platform}); block: {args.block}")  # fmt: skip
-    total = args.epochs + args.finetune_epochs + args.ablation_epochs * len(BLOCKS)
-    with RichProgress(console=console, transient=True) as bar:
+    total = args.epochs + args.finetune_epochs + args.ablation_epochs * len(args.ablation_blocks)
+    with Progress(console=console, transient=True) as bar:
         task = bar.add_task("training", total=total)
-        progress = Progress(bar, task)
+
+        def progress() -> None:
+            bar.advance(task)
 
         torch.manual_seed(0)
         torch_model = TorchNet(args.block)
-        train_torch(torch_model, data, args.epochs, progress=progress)
+        train_torch(torch_model, data, args.epochs, on_epoch=progress)
         checkpoint = out / "digits_torch.safetensors"
         safetensors.torch.save_file(torch_model.state_dict(), checkpoint)
 
@@ -387,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         acc_jax = accuracy(jax_logits(model, data.x_test), data.y_test)
         grads = gradient_agreement(torch_model, model, data.x_train[:64], data.y_train[:64])
 
-        train_jax(model, data, args.finetune_epochs, mesh=mesh, progress=progress)
+        train_jax(model, data, args.finetune_epochs, mesh=mesh, on_epoch=progress)
         acc_tuned = accuracy(jax_logits(model, data.x_test), data.y_test)
         exported = out / "digits_jax.safetensors"
         parity.save_safetensors(model, TorchNet(args.block), exported)
@@ -396,9 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         acc_back = accuracy(torch_logits(back, data.x_test), data.y_test)
 
         ablation = []
-        for block in BLOCKS:
+        for block in args.ablation_blocks:
             candidate = Net(block, rngs=nnx.Rngs(0))
-            train_jax(candidate, data, args.ablation_epochs, mesh=mesh, progress=progress)
+            train_jax(candidate, data, args.ablation_epochs, mesh=mesh, on_epoch=progress)
             ablation.append((block, accuracy(jax_logits(candidate, data.x_test), data.y_test), param_count(candidate),
                              latency_ms(candidate, data.x_test[:64])))  # fmt: skip
 

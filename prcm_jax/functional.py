@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.nnx.nn.dtypes import promote_dtype
 from flax.typing import Dtype, PrecisionLike
 
@@ -34,8 +35,18 @@ def validate_input(owner: str, x: jax.Array, channels: int | None) -> None:
       x: the input, ``(B, *spatial, C)``.
       channels: the channel count of the weights (``None``: not known yet).
     """
+    if not isinstance(x, (jax.Array, np.ndarray)) and not hasattr(x, "__jax_array__"):
+        raise TypeError(f"{owner}: expected a JAX or NumPy array, got {type(x).__name__}")
     dtype = jnp.result_type(x)
     check_input(owner, jnp.shape(x), str(dtype), jnp.issubdtype(dtype, jnp.floating), channels, channels_last=True)
+
+
+def _check_shapes(owner: str, expected: dict[str, tuple[int, ...]], **arrays: jax.Array | None) -> None:
+    """Every given array must have the shape the others imply; one error names them all."""
+    wrong = [f"{name} {tuple(a.shape)} (expected {expected[name]})"
+             for name, a in arrays.items() if a is not None and tuple(a.shape) != expected[name]]  # fmt: skip
+    if wrong:
+        raise ValueError(f"{owner}: parameter shapes do not fit together: {', '.join(wrong)}")
 
 
 def spatial_mean(x: jax.Array) -> jax.Array:
@@ -104,6 +115,8 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     >>> dropout(jnp.ones((2, 8)), 0.5, jax.random.key(0)).shape
     (2, 8)
     """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
     mask = keep_mask(key, rate, x.shape)
     return x * mask.astype(x.dtype) * (1.0 / (1.0 - rate))
 
@@ -143,6 +156,10 @@ def basis_recalibration(
     >>> basis_recalibration(jnp.ones((2, 5, 5, 16)), jnp.ones((4, 16)), jnp.ones((4, 16))).shape
     (2, 5, 5, 16)
     """
+    if jnp.ndim(basis) != 2:
+        raise ValueError(f"{owner}: expected basis of shape (num_basis, channels), got {jnp.shape(basis)}")
+    _check_shapes(owner, {"scale_kernel": basis.shape, "shift_kernel": basis.shape},
+                  scale_kernel=scale_kernel, shift_kernel=shift_kernel)  # fmt: skip
     validate_input(owner, x, basis.shape[-1])
     x, basis, scale_kernel, shift_kernel = promote_dtype((x, basis, scale_kernel, shift_kernel), dtype=dtype)
     coeff = _project(spatial_mean(x), basis.T, precision)
@@ -181,7 +198,12 @@ def squeeze_excitation(
     >>> y.shape
     (1, 8, 8, 16)
     """
-    validate_input(owner, x, fc1_kernel.shape[0])
+    if jnp.ndim(fc1_kernel) != 2:
+        raise ValueError(f"{owner}: expected fc1_kernel of shape (channels, hidden), got {jnp.shape(fc1_kernel)}")
+    channels, hidden = fc1_kernel.shape
+    _check_shapes(owner, {"fc1_bias": (hidden,), "fc2_kernel": (hidden, channels), "fc2_bias": (channels,)},
+                  fc1_bias=fc1_bias, fc2_kernel=fc2_kernel, fc2_bias=fc2_bias)  # fmt: skip
+    validate_input(owner, x, channels)
     x, w1, b1, w2, b2 = promote_dtype((x, fc1_kernel, fc1_bias, fc2_kernel, fc2_bias), dtype=dtype)
     hidden = jax.nn.relu(_project(spatial_mean(x), w1, precision) + b1)
     return recalibrate(x, jax.nn.sigmoid(_project(hidden, w2, precision) + b2))

@@ -241,3 +241,12 @@ def test_records_are_flat_and_complete():
     fields = set(Record("x", None, "cpu").as_dict())
     assert REQUIRED <= fields
     assert all(not isinstance(v, (dict, list)) for v in Record("x", None, "cpu").as_dict().values())
+
+
+def test_results_that_cannot_be_written_end_with_a_clear_message(tmp_path, monkeypatch, capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_results", full_disk)
+    code = cli.main(["--quick", "--suites", "params", "--out", str(tmp_path / "out")])
+    assert code == 1 and "could not write results to" in capsys.readouterr().out

@@ -222,3 +222,34 @@ def test_bad_files(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(safe.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="not a valid .safetensors file"):
         torch_to_linen(tmp_path / "cut.safetensors")
+
+
+def _safetensors_bytes(header: bytes, data: bytes = b"") -> bytes:
+    return len(header).to_bytes(8, "little") + header + data
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _safetensors_bytes(b'{"basis": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}', b"\0" * 8),
+        _safetensors_bytes(b'{"basis": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]'),  # bad JSON
+        _safetensors_bytes(b'{"basis": {"dtype": "Q99", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 8),
+        _safetensors_bytes(b'{"basis": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', b"\0" * 8),
+        (2**40).to_bytes(8, "little") + b"{}",  # header longer than the file
+        b"\x01\x02",
+    ],
+    ids=["data-short", "bad-json", "unknown-dtype", "shape-vs-offsets", "huge-header", "tiny"],
+)
+def test_safetensors_headers_are_validated(content, tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    model = TWINS["PRCM"].build_nnx(2, 2)
+    before = np.array(model.basis[...])
+    with pytest.raises(CheckpointError, match="not a valid .safetensors file"):
+        torch_to_nnx(path, model)
+    np.testing.assert_array_equal(model.basis[...], before)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder; expected a checkpoint file"):
+        torch_to_linen(tmp_path)

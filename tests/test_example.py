@@ -101,7 +101,8 @@ def test_data_parallel_step_equals_one_device():
 def test_command_runs_end_to_end(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "prcm_examples.digits", "--epochs", "1", "--finetune-epochs", "1",
-         "--ablation-epochs", "1", "--out", str(tmp_path)], capture_output=True, text=True,
+         "--ablation-epochs", "1", "--ablation-blocks", "none,SEModule", "--out", str(tmp_path)],
+        capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     for text in ("logits error vs float64, jax float32", "train-step gradients", "ablation", "SEModule", "none"):
