@@ -174,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(args.quick, args.warmup, args.repeat)
     plan = {suite: points(suite, settings) for suite in args.suites}
     total = sum(len(lanes(p, args.backends)) for ps in plan.values() for p in ps) + ("params" in plan)
+    dispatch = "asynchronous" if args.jax_async_dispatch else "synchronous"
     console.print(f"device: {device.name} ({device.kind}); threads: {threads}; {meta['precision']}; "
-                  f"{total} measurements -> {out}")  # fmt: skip
+                  f"JAX CPU dispatch {dispatch}; {total} measurements -> {out}")  # fmt: skip
     runner = Runner(device, args.backends, settings)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:

@@ -224,7 +224,9 @@ def findings(records: list[Record], copy_gbps: dict[str, float]) -> list[str]:
             for (m, *cfg), rec in idx.items():
                 if m == "AffinePRCM" and ("PRCM", *cfg) in idx:
                     ratios.append(rec.median_ms / idx[("PRCM", *cfg)].median_ms)
-        if ratios:
+        if len(ratios) == 1:
+            out.append(f"{backend}: AffinePRCM / PRCM = {ratios[0]:.2f}x (one point).")
+        elif ratios:
             out.append(f"{backend}: AffinePRCM / PRCM = {min(ratios):.2f}x to {max(ratios):.2f}x over "
                        f"{len(ratios)} points (median {statistics.median(ratios):.2f}x).")  # fmt: skip
     comps = {(r.op or r.module, r.backend): r for r in ok if r.suite == "components"}
@@ -280,7 +282,9 @@ def write_report(path: Path, meta: dict[str, Any], records: list[Record], backen
     """``report.md``: the findings, then every table."""
     header = [
         "# prcm benchmark", "",
-        f"Device: {meta.get('device')} ({meta.get('device_kind')}); threads: {meta.get('threads')}; "
+        f"Device: {meta.get('device')} ({meta.get('device_kind')}); threads: {meta['threads']['requested']} "
+        f"(torch {meta['threads']['torch']}, CPUs {meta['threads']['cpu_affinity']}); "
+        f"JAX CPU dispatch {'asynchronous' if meta.get('jax_cpu_async_dispatch') else 'synchronous'}; "
         f"torch {meta['versions'].get('torch')}, jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}; "
         f"{meta.get('precision')}; {'quick' if meta['settings'].get('quick') else 'full'} run"
         + ("; INTERRUPTED, partial results" if meta.get("interrupted") else "") + ".",

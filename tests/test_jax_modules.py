@@ -17,7 +17,7 @@ from prcm_jax import functional as F
 EPS32 = float(jnp.finfo(jnp.float32).eps)
 
 
-def _twins(name, channels=16, num_basis=4, dropout_rate=None):
+def _twins(name, channels=16, num_basis=4):
     """A torch module and its NNX and linen twins holding the same weights."""
     torch.manual_seed(0)
     twin = TWINS[name]
@@ -72,9 +72,7 @@ def test_eval_and_train_switch_dropout(name):
 
 @pytest.mark.parametrize("name", DROPOUT_MODULES)
 def test_key_gives_keep_mask(name):
-    torch.manual_seed(0)
-    source = TWINS[name].build_torch(16, 4)
-    model = torch_to_nnx(source, TWINS[name].build_nnx(16, 4))
+    _, model, _, _ = _twins(name)
     x = jax.random.normal(jax.random.key(1), (4, 5, 5, 16))
     key = jax.random.key(7)
     scale = model.fuser.kernel[...] if name == "PRCM" else model.scale_proj.kernel[...]
