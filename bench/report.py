@@ -53,6 +53,12 @@ def _ratio(a: Record | None, b: Record | None) -> float | None:
     return None
 
 
+def _ratios(a: Record | None, b: Record | None) -> tuple[float, float] | None:
+    """a / b on medians and on p10s, when both were measured."""
+    ratio = _ratio(a, b)
+    return None if ratio is None else (ratio, a.p10_ms / b.p10_ms)
+
+
 def _fmt_ratio(value: float | None, suffix: str = "x") -> str:
     return "" if value is None else f"{value:.2f}{suffix}"
 
@@ -207,28 +213,24 @@ def findings(records: list[Record], copy_gbps: dict[str, float]) -> list[str]:
     out = []
     ok = _ok(records)
     seed = {(r.module, r.backend): r for r in ok if r.suite == "latency"}
-    speedups = {m: _ratio(seed.get((m, "torch-eager")), seed.get((m, "jax-jit"))) for m, _ in seed}
-    speedups = {m: s for m, s in speedups.items() if s}
-    if speedups:
-        lo, hi = min(speedups, key=speedups.get), max(speedups, key=speedups.get)
-        out.append(f"At the seed point jax-jit is {speedups[lo]:.2f}x ({lo}) to {speedups[hi]:.2f}x ({hi}) faster than torch-eager.")
-    compiled = {m: _ratio(seed.get((m, "torch-compile")), seed.get((m, "jax-jit"))) for m, _ in seed}
-    compiled = {m: s for m, s in compiled.items() if s}
-    if compiled:
-        out.append(f"jax-jit vs torch-compile at the seed point: torch-compile / jax-jit = "
-                   f"{min(compiled.values()):.2f}x to {max(compiled.values()):.2f}x.")  # fmt: skip
+    for other in ("torch-eager", "torch-compile"):
+        ratios = {m: _ratios(seed.get((m, other)), seed.get((m, "jax-jit"))) for m, _ in seed}
+        ratios = {m: r for m, r in ratios.items() if r}
+        if ratios:
+            lo, hi = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+            p10 = [r[1] for r in ratios.values()]
+            out.append(f"At the seed point {other} / jax-jit = {ratios[lo][0]:.2f}x ({lo}) to {ratios[hi][0]:.2f}x ({hi}) "
+                       f"on medians; {min(p10):.2f}x to {max(p10):.2f}x on p10 (the least disturbed calls).")  # fmt: skip
     for backend in dict.fromkeys(r.backend for r in ok):
         ratios = []
         for suite in ("latency", *SWEEPS):
             idx = {(r.module, r.batch, r.channels, r.resolution, r.num_basis): r for r in ok if r.suite == suite and r.backend == backend}
-            for (m, *cfg), rec in idx.items():
-                if m == "AffinePRCM" and ("PRCM", *cfg) in idx:
-                    ratios.append(rec.median_ms / idx[("PRCM", *cfg)].median_ms)
-        if len(ratios) == 1:
-            out.append(f"{backend}: AffinePRCM / PRCM = {ratios[0]:.2f}x (one point).")
-        elif ratios:
-            out.append(f"{backend}: AffinePRCM / PRCM = {min(ratios):.2f}x to {max(ratios):.2f}x over "
-                       f"{len(ratios)} points (median {statistics.median(ratios):.2f}x).")  # fmt: skip
+            ratios += [_ratios(rec, idx.get(("PRCM", *cfg))) for (m, *cfg), rec in idx.items() if m == "AffinePRCM"]
+        ratios = [r for r in ratios if r]
+        if ratios:
+            med, p10 = [r[0] for r in ratios], [r[1] for r in ratios]
+            out.append(f"{backend}: AffinePRCM / PRCM = {min(med):.2f}x to {max(med):.2f}x over {len(ratios)} point(s) "
+                       f"(median {statistics.median(med):.2f}x); on p10 {min(p10):.2f}x to {max(p10):.2f}x.")  # fmt: skip
     comps = {(r.op or r.module, r.backend): r for r in ok if r.suite == "components"}
     for backend in dict.fromkeys(b for _, b in comps):
         parts = [comps.get((p, backend)) for p in SUM_OF_PARTS["AffinePRCM"]]

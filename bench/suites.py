@@ -399,7 +399,8 @@ class Runner:
                 record.status = "mismatch"
                 record.reason = f"output differs from torch-eager by {record.check_eps:.3g} eps x max|y|; not timed"
         timed = {lane: Timed(r.run, r.sync, r.setup) for lane, r in runnables.items()}
-        for lane, timing in (measure_many(timed, **self.settings.timing) if timed else {}).items():
+        timings = measure_many(timed, group=lambda lane: lane.backend, **self.settings.timing) if timed else {}
+        for lane, timing in timings.items():
             record, work = records[lane], works[(lane.item, lane.variant)]
             record.median_ms, record.p10_ms, record.p90_ms = (
                 v / work.per_call for v in (timing.median_ms, timing.p10_ms, timing.p90_ms)

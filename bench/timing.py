@@ -2,16 +2,15 @@
 
 Every timed call is bracketed by the backend's sync (``block_until_ready`` for JAX,
 ``torch.cuda.synchronize`` on a GPU), after a warm-up. When several callables are compared
-(the lanes of one point), their timed calls are interleaved in rounds, in a fresh random
-order each round, so that drift on a shared, noisy machine hits all of them alike and their
-ratios stay honest. The repeat count adapts to a time budget between a floor and the
-requested maximum.
+(the lanes of one point), their timed calls are interleaved (:func:`measure_many`), so that
+drift on a shared, noisy machine hits all of them alike and their ratios stay honest. The
+repeat count adapts to a time budget between a floor and the requested maximum.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +64,21 @@ def _call(timed: Timed) -> float:
 
 
 def measure_many(
-    items: Mapping[str, Timed], *, warmup: int, repeat: int, budget_s: float | None = None, rounds: int = ROUNDS
-) -> dict[str, Timing]:
-    """Time each item per call, interleaving the items in ``rounds`` rounds.
+    items: Mapping[Hashable, Timed],
+    *,
+    warmup: int,
+    repeat: int,
+    budget_s: float | None = None,
+    rounds: int = ROUNDS,
+    group: Callable[[Hashable], Hashable] | None = None,
+) -> dict[Hashable, Timing]:
+    """Time each item per call, interleaved.
+
+    The items take turns in ``rounds`` rounds, each round visiting the groups (e.g. backends)
+    in a fresh random order; within a group the round's calls of its items are shuffled
+    together, one call at a time. So items of one group (AffinePRCM and PRCM on jax-jit) are
+    compared call by call, while groups (torch and JAX, whose thread pools would otherwise
+    fight over the same cores) run apart, in blocks spread over the whole measurement.
 
     Args:
       items: the callables to compare, by name.
@@ -75,8 +86,9 @@ def measure_many(
       repeat: the most timed calls of each.
       budget_s: time budget per item: fewer calls when one call is slow (never fewer than
         ``MIN_REPEAT``); ``None`` takes ``repeat`` calls.
-      rounds: how many times the items take turns (in a random order each time); an item
-        with fewer calls than rounds sits some rounds out.
+      rounds: how many times the groups take turns; an item with fewer calls than rounds
+        sits some rounds out.
+      group: the group of an item (default: one group for all).
 
     >>> t = measure_many({"a": Timed(lambda _: sum(range(99)), lambda _: None)}, warmup=1, repeat=7)
     >>> t["a"].repeat, t["a"].p10_ms <= t["a"].median_ms <= t["a"].p90_ms
@@ -89,13 +101,18 @@ def measure_many(
         last = min(_call(timed) for _ in range(max(warmup, 1)))
         n = repeat if budget_s is None or last <= 0 else max(min(repeat, MIN_REPEAT), min(repeat, int(budget_s / last)))
         counts[name] = n
-    samples: dict[str, list[float]] = {name: [] for name in items}
-    names, order = list(items), np.random.default_rng(0)
+    groups: dict[Hashable, list[Hashable]] = {}
+    for name in items:
+        groups.setdefault(group(name) if group else None, []).append(name)
+    samples: dict[Hashable, list[float]] = {name: [] for name in items}
+    rng = np.random.default_rng(0)
+    keys = list(groups)
     for r in range(rounds):
-        for name in (names[i] for i in order.permutation(len(names))):
-            n = counts[name]
-            share = n * (r + 1) // rounds - n * r // rounds  # n calls spread evenly over the rounds
-            samples[name].extend(_call(items[name]) for _ in range(share))
+        for members in (groups[keys[g]] for g in rng.permutation(len(keys))):
+            # each member's calls spread evenly over the rounds, shuffled call by call
+            turns = [m for m in members for _ in range(counts[m] * (r + 1) // rounds - counts[m] * r // rounds)]
+            for i in rng.permutation(len(turns)):
+                samples[turns[i]].append(_call(items[turns[i]]))
     out = {}
     for name, values in samples.items():
         p10, median, p90 = np.percentile(np.asarray(values) * 1e3, [10, 50, 90])

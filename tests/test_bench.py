@@ -53,6 +53,18 @@ def test_interleaving_gives_every_item_its_calls_and_setup_is_untimed():
     assert calls == {"a": 11, "b": 11} and timings["a"].repeat == timings["b"].repeat == 10
 
 
+def test_groups_take_turns_in_blocks_and_their_members_interleave():
+    order = []
+    items = {name: Timed(lambda _, n=name: order.append(n), lambda _: None) for name in ("a1", "a2", "b1", "b2")}
+    measure_many(items, warmup=1, repeat=12, rounds=4, group=lambda name: name[0])
+    timed = order[len(items) :]  # after the warm-up calls
+    assert sorted(timed) == sorted(name for name in items for _ in range(12))
+    blocks = [timed[i : i + 6] for i in range(0, len(timed), 6)]  # 4 rounds x 2 groups x 6 calls
+    assert all(len({n[0] for n in block}) == 1 for block in blocks)  # a group's calls run together
+    assert all(sorted(block) == [block[0][0] + "1"] * 3 + [block[0][0] + "2"] * 3 for block in blocks)
+    assert any(block != sorted(block) for block in blocks)  # members shuffled call by call
+
+
 def test_jax_compile_happens_once_and_outside_the_timed_loop():
     traces = []
 
@@ -173,7 +185,7 @@ def test_quick_run_writes_results_report_and_plots(tmp_path):
     assert len(timed) == 12 and all(r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] for r in timed)
     assert (out / "sweep_batch.png").stat().st_size > 0 and (out / "fusion.png").stat().st_size > 0
     text = (out / "report.md").read_text()
-    assert "## Findings" in text and "faster than torch-eager" in text and "### fusion" in text
+    assert "## Findings" in text and "torch-eager / jax-jit" in text and "### fusion" in text
     assert "latency: median ms at (1, 64, 64, 64)" in done.stdout
 
 
