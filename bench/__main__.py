@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends import BACKENDS
+from bench.suites import SUITES, Settings
 from prcm.cli import at_least, comma_choices
-from bench.suites import SUITES
 
 __all__ = ["main", "parse_args"]
 
@@ -81,14 +81,12 @@ def _set_threads(threads: int | None) -> int:
     return threads
 
 
-def _meta(args: argparse.Namespace, threads: int, device: Any, reason: str | None) -> dict[str, Any]:
+def _meta(args: argparse.Namespace, settings: Settings, threads: int, device: Any, reason: str | None) -> dict[str, Any]:
     import flax
     import jax
     import jaxlib
     import numpy
     import torch
-
-    from bench.suites import Settings
 
     return {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
@@ -104,7 +102,7 @@ def _meta(args: argparse.Namespace, threads: int, device: Any, reason: str | Non
         "jax_devices": [str(d) for d in jax.devices()] if device else None,
         "precision": "TF32 off (torch matmul and cuDNN fp32_precision=ieee), JAX matmul precision highest",
         "jax_cpu_async_dispatch": args.jax_async_dispatch,
-        "settings": {"quick": args.quick, **Settings(args.quick, args.warmup, args.repeat).timing},
+        "settings": {"quick": args.quick, **settings.timing},
         "suites": list(args.suites),
         "backends": list(args.backends),
         "interrupted": False,
@@ -128,12 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench import report
     from bench.backends import resolve_device
-    from bench.suites import Runner, Settings, lanes, param_records, points
+    from bench.suites import Runner, lanes, param_records, points
     from parity.precision import pinned_precision
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
     device, reason = resolve_device(args.device)
-    meta = _meta(args, threads, device, reason)
+    settings = Settings(args.quick, args.warmup, args.repeat)
+    meta = _meta(args, settings, threads, device, reason)
     records: list = []
     started = time.perf_counter()
 
@@ -171,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]device {args.device} unavailable: {reason}")
         return finish(1)
 
-    settings = Settings(args.quick, args.warmup, args.repeat)
     plan = {suite: points(suite, settings) for suite in args.suites}
     total = sum(len(lanes(p, args.backends)) for ps in plan.values() for p in ps) + ("params" in plan)
     dispatch = "asynchronous" if args.jax_async_dispatch else "synchronous"

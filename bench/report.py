@@ -298,6 +298,15 @@ def write_report(path: Path, meta: dict[str, Any], records: list[Record], backen
     path.write_text("\n".join(header) + body + "\n" + "\n".join(tail) + "\n")
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(out: Path, records: list[Record]) -> list[Path]:
     """One PNG per sweep (latency vs the swept variable, a line per module x backend, p10-p90 band),
     a fusion chart and a roofline chart."""
@@ -320,10 +329,7 @@ def write_plots(out: Path, records: list[Record]) -> list[Path]:
             ax.fill_between(xs, [r.p10_ms for r in line], [r.p90_ms for r in line], alpha=0.2)
         ax.set(xlabel=key, ylabel="latency per call (ms)", yscale="log", title=f"{suite} sweep ({rows[0].device})")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out / f"sweep_{suite}.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        written.append(_save(fig, out / f"sweep_{suite}.png"))
     fusion = [r for r in records if r.suite == "fusion" and r.kernels is not None]
     if fusion:
         modules = list(dict.fromkeys(r.module for r in fusion))
@@ -336,10 +342,7 @@ def write_plots(out: Path, records: list[Record]) -> list[Path]:
         ax.set_xticks([m + width * (len(backends) - 1) / 2 for m in range(len(modules))], modules, rotation=20, fontsize=8)
         ax.set(ylabel="kernels per call", title="fusion: kernels launched per call")
         ax.legend()
-        fig.tight_layout()
-        written.append(out / "fusion.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        written.append(_save(fig, out / "fusion.png"))
     roof = [r for r in ok if r.suite == "roofline" and r.gbps]
     if roof:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -348,8 +351,5 @@ def write_plots(out: Path, records: list[Record]) -> list[Path]:
             ax.plot([r.bytes / 1e6 for r in line], [r.gbps for r in line], marker="o", label=" / ".join(filter(None, label)))
         ax.set(xlabel="minimum MB moved per application", ylabel="GB/s", xscale="log", title="roofline")
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        written.append(out / "roofline.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        written.append(_save(fig, out / "roofline.png"))
     return written

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from torch import nn
 import parity
 import prcm_jax
 import prcm_torch
+from bench.timing import measure
 from parity.arrays import to_numpy
 from parity.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
@@ -319,22 +319,13 @@ def gradient_agreement(torch_model: TorchNet, model: Net, x: np.ndarray, y: np.n
 
 
 def latency_ms(model: Net, x: np.ndarray, repeat: int = 200) -> float:
-    """Median eval-mode latency of one jitted batch, synchronised."""
+    """Median eval-mode latency of one jitted batch, synchronised (:func:`bench.timing.measure`)."""
     model.eval()
     graphdef, state = nnx.split(model)
     leaves, treedef = jax.tree.flatten(state)
-    compiled = jax.jit(lambda leaves, x: nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))(x)).lower(
-        leaves, jnp.asarray(channels_last(x))
-    ).compile()
     xs = jnp.asarray(channels_last(x))
-    for _ in range(10):
-        compiled(leaves, xs).block_until_ready()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        compiled(leaves, xs).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    compiled = jax.jit(lambda leaves, x: nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))(x)).lower(leaves, xs).compile()
+    return measure(lambda _: compiled(leaves, xs), jax.block_until_ready, warmup=10, repeat=repeat).median_ms
 
 
 # -- the command ----------------------------------------------------------------------------
