@@ -21,11 +21,11 @@ import torch.nn.functional as TF
 from flax import nnx
 
 import prcm
+from prcm.catalog import CATALOG
 from bench.backends import Device, Runnable, prepare, unavailable
 from bench.timing import Timed, measure_many
 from parity.arrays import to_numpy
 from parity.convert import torch_to_nnx
-from parity.family import TWINS
 from parity.reference import error_in_eps
 
 __all__ = ["SUITES", "Point", "Lane", "Record", "Settings", "points", "lanes", "Runner", "param_records", "COMPONENTS", "LOOP"]
@@ -265,10 +265,10 @@ class _Workload:
 
 
 def _module_workload(name: str, variant: str, point: Point, arrays: _Arrays) -> _Workload:
-    twin = TWINS[name]
+    entry = CATALOG[name]
     torch.manual_seed(0)
-    module = twin.build_torch(point.channels, point.num_basis).eval()
-    model = torch_to_nnx(module, twin.build_nnx(point.channels, point.num_basis))
+    module = entry.build_torch(point.channels, point.num_basis).eval()
+    model = torch_to_nnx(module, entry.build_nnx(point.channels, point.num_basis))
     model.eval()
     module = module.to(arrays.device.torch)
     # One nnx.split; the parameters travel as a flat tuple of arrays (cheap to dispatch), the
@@ -360,7 +360,7 @@ class Runner:
             suite=point.suite, backend=lane.backend, device=self.device.name, module=module,
             op=None if module else lane.item, variant=lane.variant if point.suite == "roofline" else None,
             path=lane.path, batch=point.batch, channels=point.channels, resolution=point.resolution,
-            num_basis=None if module == "SEModule" else point.num_basis,
+            num_basis=point.num_basis if module and CATALOG[module].has_basis else None,
         )  # fmt: skip
 
     @staticmethod
@@ -428,15 +428,15 @@ def param_records(device: Device, backends: tuple[str, ...]) -> list[Record]:
     _, channels, _, num_basis = SEED_POINT
     records = []
     for name in prcm.MODULES:
-        twin = TWINS[name]
-        torch_module = twin.build_torch(channels, num_basis)
+        entry = CATALOG[name]
+        torch_module = entry.build_torch(channels, num_basis)
         counts = {"torch": dict((k, p.numel()) for k, p in torch_module.named_parameters())}
-        flat = nnx.to_flat_state(nnx.state(twin.build_nnx(channels, num_basis), nnx.Param))
+        flat = nnx.to_flat_state(nnx.state(entry.build_nnx(channels, num_basis), nnx.Param))
         counts["jax"] = {".".join(map(str, path)): int(np.prod(v[...].shape)) for path, v in flat}
         for backend in backends:
             side = counts["jax" if backend == "jax-jit" else "torch"]
             base = dict(suite="params", backend=backend, device=device.name, module=name, channels=channels,
-                        num_basis=None if name == "SEModule" else num_basis)  # fmt: skip
+                        num_basis=num_basis if entry.has_basis else None)  # fmt: skip
             records.append(Record(**base, params=sum(side.values())))
             records.extend(Record(**base, parameter=k, params=v) for k, v in side.items())
     return records

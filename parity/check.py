@@ -41,7 +41,7 @@ import prcm
 from parity.arrays import to_numpy, to_torch
 from parity.convert import linen_to_torch, nnx_to_torch, torch_state_dict, torch_to_linen, torch_to_nnx
 from parity.dropout import shared_dropout_mask
-from parity.family import TWINS, Twin
+from prcm.catalog import CATALOG, Entry
 from parity.precision import pinned_precision
 from parity.reference import backward, error_in_eps, forward
 from prcm_jax.functional import keep_mask
@@ -230,11 +230,11 @@ def _scaled(tree, scale: float):
     return jax.tree.map(lambda v: (v * scale).astype(v.dtype), tree)
 
 
-def _build(case: Case, twin: Twin, torch_dtype: torch.dtype, np_dtype: np.dtype) -> tuple[torch.nn.Module, _Jax]:
+def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype) -> tuple[torch.nn.Module, _Jax]:
     """Source module with random weights (times ``weight_scale``), converted into the other framework."""
     channels = case.shape[1]
     torch.manual_seed(case.seed)
-    torch_model = twin.build_torch(channels, case.num_basis, torch_dtype)
+    torch_model = twin.build_torch(channels, case.num_basis, dtype=torch_dtype)
     source, target = case.direction.split("->")
     if source == "torch":
         with torch.no_grad():
@@ -274,7 +274,7 @@ def run_case(case: Case) -> Result:
     if case.dtype == "float64" and not jax.config.read("jax_enable_x64"):
         raise ValueError("float64 parity needs JAX's x64 mode: set JAX_ENABLE_X64=1 "
                          "(python -m parity --dtypes float64 turns it on itself)")  # fmt: skip
-    twin = TWINS[case.module]
+    twin = CATALOG[case.module]
     torch_dtype, np_dtype = DTYPES[case.dtype]
     eps = float(ml_dtypes.finfo(np_dtype).eps)
     rng = np.random.default_rng(case.seed)
@@ -285,8 +285,7 @@ def run_case(case: Case) -> Result:
         params = {k: to_numpy(v) for k, v in torch_model.state_dict().items()}
         train = case.mode != "eval"
         torch_model.train(train)
-        dropout = getattr(torch_model, "coeff_dropout", None)
-        rate = dropout.p if isinstance(dropout, torch.nn.Dropout) else 0.0
+        rate = torch_model.dropout_rate if twin.dropout else 0.0
         key = jax.random.key(case.seed + 2) if train else None
         keep = np.asarray(keep_mask(key, rate, (case.shape[0], case.num_basis))) if rate > 0 and train else None
 

@@ -326,9 +326,7 @@ def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None)
     """
     state, module = load_state_dict(source)
     if target is None:
-        from parity.family import linen_target
-
-        target = linen_target(state)
+        target = _linen_target(state)
     leaves, _ = _linen_leaves(target)
     values = _to_flax(_pair("torch -> linen", leaves, state, module), state)
     out = {c: v for c, v in dict(target).items() if c not in _LINEN_COLLECTIONS}
@@ -337,6 +335,24 @@ def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None)
         if collection in target:
             out[collection] = traverse_util.unflatten_dict(flat)
     return out
+
+
+def _linen_target(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The linen shape tree of the single PRCM-family module whose state_dict is ``state``."""
+    from prcm.catalog import CATALOG
+
+    keys = set(state)
+    for entry in CATALOG.values():
+        if keys == set(entry.build_torch(4, device="meta").state_dict()):
+            channels, config = entry.config_from_weights({k: tuple(v.shape) for k, v in state.items()})
+            dtype = numpy_dtype(next(iter(state.values())).dtype)
+            model = entry.linen(**config, param_dtype=dtype)
+            x = jax.ShapeDtypeStruct((1, 1, channels), dtype)
+            return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, deterministic=True), x)
+    raise ValueError(
+        f"torch_to_linen without a target converts one PRCM-family module, but the keys {sorted(keys)} "
+        "are not those of any; pass target=jax.eval_shape(model.init, key, x) for a network"
+    )
 
 
 # -- Flax -> torch --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
-__all__ = ["check_basis_config", "check_se_config", "check_input"]
+__all__ = ["check_basis_config", "check_se_config", "check_input", "check_rank", "check_factors", "check_rate"]
 
 
 def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
@@ -66,6 +66,81 @@ def check_se_config(owner: str, channels: int | None, reduction: int) -> None:
             )
 
 
+def _layout(channels_last: bool) -> str:
+    return "(B, *spatial, C)" if channels_last else "(B, C, *spatial)"
+
+
+def check_rate(owner: str, rate: object) -> None:
+    """A dropout probability must be a real number in ``[0, 1)``.
+
+    Args:
+      owner: function or class name used in the message.
+      rate: the probability.
+
+    >>> check_rate("keep_mask", 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
+    """
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{owner}: dropout rate must be a float in [0, 1), got {rate!r}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{owner}: dropout rate must be in [0, 1), got {rate}")
+
+
+def check_rank(owner: str, shape: Sequence[int], *, channels_last: bool) -> tuple[int, ...]:
+    """An input needs a batch axis, a channel axis and at least one non-empty spatial axis.
+
+    Args:
+      owner: function or class name used in the message.
+      shape: the input's shape.
+      channels_last: ``True`` for Flax's ``(B, *spatial, C)``, ``False`` for torch's ``(B, C, *spatial)``.
+
+    Returns:
+      the shape as a tuple of ints.
+
+    >>> check_rank("spatial_mean", (2, 3), channels_last=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 3:
+        raise ValueError(
+            f"{owner}: expected an input {_layout(channels_last)} with at least one spatial axis "
+            f"(3 or more dimensions), got shape {shape}"
+        )
+    spatial = shape[1:-1] if channels_last else shape[2:]
+    if 0 in spatial:
+        raise ValueError(f"{owner}: every spatial axis must be non-empty, got shape {shape}")
+    return shape
+
+
+def check_factors(owner: str, shape: Sequence[int], *, channels_last: bool, **factors: Sequence[int] | None) -> None:
+    """Per-(batch, channel) factors (``scale``, ``shift``) must be ``(B, C)`` for an input of ``shape``.
+
+    Args:
+      owner: function name used in the message.
+      shape: the input's shape (checked with :func:`check_rank` first).
+      channels_last: the input's layout.
+      **factors: each factor's shape, or ``None`` where the factor is absent.
+
+    >>> check_factors("recalibrate", (2, 3, 4), channels_last=False, scale=(2, 3), shift=(3,))
+    Traceback (most recent call last):
+    ...
+    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
+    """
+    shape = check_rank(owner, shape, channels_last=channels_last)
+    expected = (shape[0], shape[-1] if channels_last else shape[1])
+    wrong = [f"{name} {tuple(int(d) for d in s)}" for name, s in factors.items()
+             if s is not None and tuple(int(d) for d in s) != expected]  # fmt: skip
+    if wrong:
+        raise ValueError(
+            f"{owner}: expected (B, C) = {expected} factors for an input {_layout(channels_last)} of shape {shape}, "
+            f"got {', '.join(wrong)}"
+        )
+
+
 def check_input(
     owner: str,
     shape: Sequence[int],
@@ -90,21 +165,13 @@ def check_input(
     ...
     ValueError: PRCM: expected 64 channels on axis 1 of the input (B, C, *spatial), got 32 (shape (2, 32, 8, 8))
     """
-    layout = "(B, *spatial, C)" if channels_last else "(B, C, *spatial)"
     shape = tuple(int(d) for d in shape)
-    if len(shape) < 3:
-        raise ValueError(
-            f"{owner}: expected an input {layout} with at least one spatial axis "
-            f"(3 or more dimensions), got shape {shape}"
-        )
-    if not is_floating:
+    if len(shape) >= 3 and not is_floating:
         raise TypeError(f"{owner}: expected a floating-point input, got dtype {dtype}")
     axis = len(shape) - 1 if channels_last else 1
-    if channels is not None and shape[axis] != channels:
+    if len(shape) >= 3 and channels is not None and shape[axis] != channels:
         raise ValueError(
-            f"{owner}: expected {channels} channels on axis {axis} of the input {layout}, "
+            f"{owner}: expected {channels} channels on axis {axis} of the input {_layout(channels_last)}, "
             f"got {shape[axis]} (shape {shape})"
         )
-    spatial = shape[1:-1] if channels_last else shape[2:]
-    if 0 in spatial:
-        raise ValueError(f"{owner}: every spatial axis must be non-empty, got shape {shape}")
+    check_rank(owner, shape, channels_last=channels_last)

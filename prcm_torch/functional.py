@@ -1,20 +1,40 @@
 """The math the PyTorch modules share: squeeze (spatial mean) and recalibrate.
 
-Inputs are channels-first, ``(B, C, *spatial)``.
+Inputs are channels-first, ``(B, C, *spatial)``, of any rank >= 3. The functions are written
+so that ``torch.jit.script``, ``torch.fx.symbolic_trace`` and ``torch.export`` (with a dynamic
+batch) all go through them: shapes are never turned into Python ints on the traced path, and
+the Python checks run in eager mode only (:func:`eager_checks`).
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: TorchScript reads these annotations as types
+from typing import Optional
 
 import torch
+import torch.fx
 from torch import Tensor
 
-from prcm.validate import check_input
+from prcm.validate import check_factors, check_input, check_rank
 
-__all__ = ["spatial_mean", "recalibrate", "validate_input"]
+__all__ = ["spatial_mean", "recalibrate", "validate_input", "eager_checks"]
+
+_is_fx_symbolic_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", torch.fx._symbolic_trace.is_fx_tracing)
 
 
+@torch.jit.unused
+def eager_checks() -> bool:
+    """Whether Python input checks should run: not while Dynamo (``torch.compile``,
+    ``torch.export``) or FX traces, where they would specialise symbolic sizes into
+    constants. TorchScript skips them through ``torch.jit.is_scripting()`` at the call site.
+
+    >>> eager_checks()
+    True
+    """
+    return not (torch.compiler.is_compiling() or _is_fx_symbolic_tracing())
+
+
+@torch.jit.unused
 def validate_input(owner: str, x: Tensor, weight: Tensor) -> None:
-    """Check rank, channels (``weight.shape[-1]``) and dtype of ``x`` before any work.
+    """Check type, rank, channels (``weight.shape[-1]``) and dtype of ``x`` before any work.
 
     Args:
       owner: class name for the message.
@@ -36,19 +56,25 @@ def spatial_mean(x: Tensor) -> Tensor:
     """Mean over every spatial axis, accumulated in at least float32.
 
     Args:
-      x: ``(B, C, *spatial)``.
+      x: ``(B, C, *spatial)``, at least one non-empty spatial axis.
 
     Returns:
       ``(B, C)`` in ``x.dtype``.
 
     >>> spatial_mean(torch.ones(2, 3, 4, 5, dtype=torch.float16)).shape
     torch.Size([2, 3])
+    >>> spatial_mean(torch.ones(2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
+    if not torch.jit.is_scripting() and eager_checks():
+        check_rank("spatial_mean", x.shape, channels_last=False)
     acc = torch.promote_types(x.dtype, torch.float32)
-    return x.mean(dim=tuple(range(2, x.ndim)), dtype=acc).to(x.dtype)
+    return x.flatten(2).mean(dim=-1, dtype=acc).to(x.dtype)
 
 
-def recalibrate(x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+def recalibrate(x: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None) -> Tensor:
     """``x * scale + shift`` with ``(B, C)`` factors broadcast over the spatial axes.
 
     Args:
@@ -58,10 +84,17 @@ def recalibrate(x: Tensor, scale: Tensor | None = None, shift: Tensor | None = N
 
     >>> recalibrate(torch.ones(2, 3, 4), scale=torch.full((2, 3), 2.0)).shape
     torch.Size([2, 3, 4])
+    >>> recalibrate(torch.ones(2, 3, 4), shift=torch.ones(3))
+    Traceback (most recent call last):
+    ...
+    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
     """
-    spatial = (1,) * (x.ndim - 2)
+    if not torch.jit.is_scripting() and eager_checks():
+        check_factors("recalibrate", x.shape, channels_last=False,
+                      scale=None if scale is None else scale.shape, shift=None if shift is None else shift.shape)  # fmt: skip
+    y = x.flatten(2)  # (B, C, N): a view, whatever the rank, so no shape is read on the traced path
     if scale is not None:
-        x = x * scale.reshape(*scale.shape, *spatial)
+        y = y * scale.unsqueeze(-1)
     if shift is not None:
-        x = x + shift.reshape(*shift.shape, *spatial)
-    return x
+        y = y + shift.unsqueeze(-1)
+    return y.view_as(x)

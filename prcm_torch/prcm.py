@@ -4,17 +4,22 @@ All five compute ``coeff = dropout(mean(x) @ basis.T)`` and then recalibrate ``x
 a sigmoid scale and/or a shift projected from ``coeff``. They differ only in which of the
 two projections they own, what the scale projection is called (the seed's names) and
 whether dropout is applied.
+
+Every module takes PyTorch's factory keywords ``device=`` and ``dtype=`` (as ``nn.Linear``),
+so it plugs into timm as ``attn_layer`` and builds on ``torch.device("meta")``; it scripts
+(``torch.jit.script``), traces (``torch.fx.symbolic_trace``) and exports with a dynamic batch
+(``torch.export``), like the seed's classes.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
 
 from prcm.validate import check_basis_config
-from prcm_torch.functional import recalibrate, spatial_mean, validate_input
+from prcm_torch.functional import eager_checks, recalibrate, spatial_mean, validate_input
 
 __all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM"]
 
@@ -22,26 +27,45 @@ __all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftO
 class _BasisRecalibration(nn.Module):
     """Shared math of the PRCM variants; subclasses set the two class attributes."""
 
-    scale_name: ClassVar[str | None]  # attribute holding the scale projection, if any
+    scale_name: ClassVar[Optional[str]]  # attribute holding the scale projection (the seed's name), if any
     has_shift: ClassVar[bool]  # whether the module owns ``shift_proj``
 
-    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_basis: int = 8,
+        dropout_rate: float = 0.0,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         check_basis_config(type(self).__name__, channels, num_basis, dropout_rate)
+        factory = {"device": device, "dtype": dtype}
         self.channels = channels
         self.num_basis = num_basis
-        self.basis = nn.Parameter(torch.randn(num_basis, channels))
+        self.dropout_rate = float(dropout_rate)
+        self.basis = nn.Parameter(torch.randn(num_basis, channels, **factory))
         if self.scale_name is not None:
-            setattr(self, self.scale_name, nn.Linear(num_basis, channels, bias=False))
+            setattr(self, self.scale_name, nn.Linear(num_basis, channels, bias=False, **factory))
         if self.has_shift:
-            self.shift_proj = nn.Linear(num_basis, channels, bias=False)
+            self.shift_proj = nn.Linear(num_basis, channels, bias=False, **factory)
         self.coeff_dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        validate_input(type(self).__name__, x, self.basis)
+        if not torch.jit.is_scripting() and eager_checks():
+            validate_input(type(self).__name__, x, self.basis)
         coeff = self.coeff_dropout(spatial_mean(x) @ self.basis.t())
-        scale = getattr(self, self.scale_name)(coeff).sigmoid() if self.scale_name else None
-        shift = self.shift_proj(coeff) if self.has_shift else None
+        scale: Optional[Tensor] = None
+        shift: Optional[Tensor] = None
+        # `hasattr` on a module attribute is resolved when scripting, so each variant
+        # compiles to its own projections
+        if hasattr(self, "fuser"):
+            scale = self.fuser(coeff).sigmoid()
+        if hasattr(self, "scale_proj"):
+            scale = self.scale_proj(coeff).sigmoid()
+        if hasattr(self, "shift_proj"):
+            shift = self.shift_proj(coeff)
         return recalibrate(x, scale, shift)
 
     def extra_repr(self) -> str:
@@ -57,6 +81,8 @@ class PRCM(_BasisRecalibration):
       channels: number of input channels ``C``.
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
+      device: where to create the parameters (``"meta"`` for a skeleton to fill later).
+      dtype: parameter dtype.
 
     >>> m = PRCM(64, num_basis=8)
     >>> m(torch.randn(2, 64, 16, 16)).shape
@@ -68,8 +94,8 @@ class PRCM(_BasisRecalibration):
     scale_name = "fuser"
     has_shift = False
 
-    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5) -> None:
-        super().__init__(channels, num_basis, dropout_rate)
+    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5, **factory) -> None:
+        super().__init__(channels, num_basis, dropout_rate, **factory)
 
 
 class AffinePRCM(_BasisRecalibration):
@@ -79,9 +105,10 @@ class AffinePRCM(_BasisRecalibration):
       channels: number of input channels ``C``.
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
+      **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> m = AffinePRCM(64)
-    >>> m(torch.randn(1, 64, 8, 8)).shape
+    >>> m = AffinePRCM(64, dtype=torch.float64)
+    >>> m(torch.randn(1, 64, 8, 8, dtype=torch.float64)).shape
     torch.Size([1, 64, 8, 8])
     >>> sorted(m.state_dict())
     ['basis', 'scale_proj.weight', 'shift_proj.weight']
@@ -90,8 +117,8 @@ class AffinePRCM(_BasisRecalibration):
     scale_name = "scale_proj"
     has_shift = True
 
-    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5) -> None:
-        super().__init__(channels, num_basis, dropout_rate)
+    def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5, **factory) -> None:
+        super().__init__(channels, num_basis, dropout_rate, **factory)
 
 
 class PRCMNoDropout(PRCM):
@@ -100,13 +127,14 @@ class PRCMNoDropout(PRCM):
     Args:
       channels: number of input channels ``C``.
       num_basis: number of basis vectors ``K``.
+      **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
     >>> PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape
     torch.Size([3, 32, 10])
     """
 
-    def __init__(self, channels: int, num_basis: int = 8) -> None:
-        super().__init__(channels, num_basis, dropout_rate=0.0)
+    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
+        super().__init__(channels, num_basis, 0.0, **factory)
 
 
 class AffinePRCMNoDropout(AffinePRCM):
@@ -115,13 +143,14 @@ class AffinePRCMNoDropout(AffinePRCM):
     Args:
       channels: number of input channels ``C``.
       num_basis: number of basis vectors ``K``.
+      **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
     >>> AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape
     torch.Size([2, 16, 4, 4, 4])
     """
 
-    def __init__(self, channels: int, num_basis: int = 8) -> None:
-        super().__init__(channels, num_basis, dropout_rate=0.0)
+    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
+        super().__init__(channels, num_basis, 0.0, **factory)
 
 
 class ShiftOnlyPRCM(_BasisRecalibration):
@@ -130,16 +159,15 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     Args:
       channels: number of input channels ``C``.
       num_basis: number of basis vectors ``K``.
+      **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> m = ShiftOnlyPRCM(64)
-    >>> m(torch.randn(1, 64, 8, 8)).shape
-    torch.Size([1, 64, 8, 8])
-    >>> sorted(m.state_dict())
-    ['basis', 'shift_proj.weight']
+    >>> m = ShiftOnlyPRCM(64, device="meta")
+    >>> m.basis.device.type, sorted(m.state_dict())
+    ('meta', ['basis', 'shift_proj.weight'])
     """
 
     scale_name = None
     has_shift = True
 
-    def __init__(self, channels: int, num_basis: int = 8) -> None:
-        super().__init__(channels, num_basis, dropout_rate=0.0)
+    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
+        super().__init__(channels, num_basis, 0.0, **factory)

@@ -10,8 +10,9 @@ from flax import nnx
 import prcm_jax
 import prcm_jax.linen
 from parity import torch_state_dict, torch_to_linen, torch_to_nnx
-from parity.family import TWINS
-from prcm import DROPOUT_MODULES, MODULES
+from prcm.catalog import CATALOG
+from prcm import CATALOG as _C, MODULES
+DROPOUT_MODULES = [n for n, e in _C.items() if e.dropout]
 from prcm_jax import functional as F
 
 EPS32 = float(jnp.finfo(jnp.float32).eps)
@@ -20,7 +21,7 @@ EPS32 = float(jnp.finfo(jnp.float32).eps)
 def _twins(name, channels=16, num_basis=4):
     """A torch module and its NNX and linen twins holding the same weights."""
     torch.manual_seed(0)
-    twin = TWINS[name]
+    twin = CATALOG[name]
     source = twin.build_torch(channels, num_basis)
     model = torch_to_nnx(source, twin.build_nnx(channels, num_basis))
     return source, model, twin.build_linen(channels, num_basis), torch_to_linen(source)
@@ -28,7 +29,7 @@ def _twins(name, channels=16, num_basis=4):
 
 @pytest.mark.parametrize("name", MODULES)
 def test_linen_param_tree_equals_nnx_state(name):
-    twin = TWINS[name]
+    twin = CATALOG[name]
     nnx_tree = jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(twin.build_nnx(24, 4), nnx.Param)))
     variables = twin.build_linen(24, 4).init(jax.random.key(0), jnp.ones((1, 3, 3, 24)), deterministic=True)
     assert jax.tree.map(jnp.shape, variables) == {"params": nnx_tree}
@@ -49,7 +50,7 @@ def test_nnx_and_linen_are_bit_identical(name, train, shape):
 @pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("shape", [(2, 16, 16, 64), (3, 7, 5, 64), (1, 40, 64)])
 def test_jit_and_eager_agree(name, shape):
-    model = TWINS[name].build_nnx(64)
+    model = CATALOG[name].build_nnx(64)
     x = jax.random.normal(jax.random.key(1), shape)
     eager = model(x, deterministic=True)
     jitted = nnx.jit(lambda m, x: m(x, deterministic=True))(model, x)
@@ -60,7 +61,7 @@ def test_jit_and_eager_agree(name, shape):
 
 @pytest.mark.parametrize("name", DROPOUT_MODULES)
 def test_eval_and_train_switch_dropout(name):
-    model = TWINS[name].build_nnx(16, 4)
+    model = CATALOG[name].build_nnx(16, 4)
     x = jax.random.normal(jax.random.key(1), (4, 5, 5, 16))
     model.eval()
     np.testing.assert_array_equal(model(x), model(x, deterministic=True))
@@ -104,7 +105,7 @@ def test_dropout_statistics_and_scaling():
     ],
 )
 def test_dtype_and_param_dtype_behave_as_flax_layers(name, param_dtype, dtype, x_dtype, out_dtype):
-    twin = TWINS[name]
+    twin = CATALOG[name]
     model = twin.build_nnx(16, 4, param_dtype=param_dtype, dtype=dtype)
     x = jnp.ones((2, 3, 3, 16), x_dtype)
     assert all(leaf.dtype == param_dtype for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -127,7 +128,7 @@ def test_spatial_mean_accumulates_in_float32():
 
 @pytest.mark.parametrize("name", MODULES)
 def test_precision_reaches_every_dot(name):
-    model = TWINS[name].build_nnx(16, 4, precision=jax.lax.Precision.HIGHEST)
+    model = CATALOG[name].build_nnx(16, 4, precision=jax.lax.Precision.HIGHEST)
     hlo = jax.jit(lambda s, x: nnx.merge(*s)(x, deterministic=True)).lower(
         nnx.split(model), jnp.ones((1, 3, 3, 16))
     ).as_text()
@@ -138,9 +139,9 @@ def test_precision_reaches_every_dot(name):
 def _init_samples(framework, name, channels, num_basis):
     """Parameters of a freshly initialised module, by torch name and layout, as NumPy."""
     torch.manual_seed(0)
-    module = TWINS[name].build_torch(channels, num_basis)
+    module = CATALOG[name].build_torch(channels, num_basis)
     if framework == "nnx":
-        state = torch_state_dict(TWINS[name].build_nnx(channels, num_basis), module)
+        state = torch_state_dict(CATALOG[name].build_nnx(channels, num_basis), module)
     else:
         state = module.state_dict()
     return {k: v.detach().numpy() for k, v in state.items()}
@@ -175,7 +176,7 @@ def test_initializers_draw_from_torch_distributions(framework, name):
     ],
 )
 def test_bad_input_is_named_nnx_and_linen(name, x, error, match):
-    twin = TWINS[name]
+    twin = CATALOG[name]
     with pytest.raises(error, match=match):
         twin.build_nnx(16, 4)(x, deterministic=True)
     linen_model = twin.build_linen(16, 4)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from parity import shared_dropout_mask, torch_to_linen, torch_to_nnx
-from parity.family import TWINS
+from prcm.catalog import CATALOG
 from parity.reference import error_in_eps, forward
 from prcm import MODULES
 from prcm_jax.functional import keep_mask
@@ -32,12 +32,12 @@ def _inputs(kind: str) -> np.ndarray:
 def _outputs(name: str, x: np.ndarray, train: bool) -> dict[str, np.ndarray]:
     """torch, NNX and linen outputs for the same weights (and the same dropout mask)."""
     torch.manual_seed(0)
-    twin = TWINS[name]
+    twin = CATALOG[name]
     module = twin.build_torch(8, 4).train(train)
     model = torch_to_nnx(module, twin.build_nnx(8, 4))
     variables = torch_to_linen(module)
     key = jax.random.key(1) if train else None
-    rate = getattr(module.coeff_dropout, "p", 0.0) if hasattr(module, "coeff_dropout") else 0.0
+    rate = module.dropout_rate if twin.dropout else 0.0
     keep = np.asarray(keep_mask(key, rate, (5, 4))) if train and rate else None
     with torch.no_grad(), shared_dropout_mask(module, keep) if keep is not None else torch.no_grad():
         y_torch = module(torch.from_numpy(x)).numpy()

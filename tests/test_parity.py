@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from parity import shared_dropout_mask
-from parity.family import TWINS
+from prcm.catalog import CATALOG
 from parity.check import DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, cases, run_case
 from parity.reference import backward, error_in_eps, forward
 from prcm import MODULES
@@ -61,7 +61,7 @@ def test_reference_matches_the_seed_classes_in_float64(name, shape):
 def test_reference_gradients_match_float64_autograd(name, shape):
     torch.manual_seed(0)
     kw = {"reduction": 4} if name == "SEModule" else {"num_basis": 3}
-    module = TWINS[name].torch(shape[1], **kw).double().train()
+    module = CATALOG[name].torch(shape[1], **kw).double().train()
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     cot = torch.randn(shape, dtype=torch.float64)
     keep, rate = None, 0.0

@@ -1,0 +1,133 @@
+"""The module family, once: one :class:`Entry` per module, read by parity, bench and the tests.
+
+An entry names the module's class (the same name in :mod:`prcm_torch`, :mod:`prcm_jax` and
+:mod:`prcm_jax.linen`), the seed notebook's name for it, which math it computes (``kind``:
+the basis recalibration of the PRCM variants, or squeeze-and-excitation) and whether it
+applies dropout in train mode. The classes are looked up by name when first asked for, so
+importing the catalog imports neither framework. Adding a module is one entry here plus
+its three classes (and, for a new ``kind``, its reference math in :mod:`parity.reference`).
+
+>>> CATALOG["AffinePRCM"].seed_name, CATALOG["AffinePRCM"].dropout
+('AffinePRCM', True)
+>>> CATALOG["SEModule"].config(64, num_basis=8)
+{'reduction': 4}
+>>> [e.name for e in CATALOG.values() if e.dropout]
+['PRCM', 'AffinePRCM']
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Entry", "CATALOG", "MODULES", "KINDS"]
+
+
+def _basis_config(channels: int, num_basis: int) -> dict[str, int]:
+    return {"num_basis": num_basis}
+
+
+def _se_config(channels: int, num_basis: int) -> dict[str, int]:
+    return {"reduction": 4 if channels >= 4 else 1}
+
+
+def _basis_from_weights(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, dict[str, int]]:
+    num_basis, channels = shapes["basis"]
+    return channels, {"num_basis": num_basis}
+
+
+def _se_from_weights(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, dict[str, int]]:
+    hidden, channels = shapes["fc1.weight"]
+    return channels, {"reduction": channels // max(hidden, 1)}
+
+
+#: kind -> (constructor arguments besides ``channels`` for a sweep point, the same read back
+#: from torch weight shapes). ``num_basis`` means nothing to squeeze-and-excitation, whose
+#: hidden width is ``channels // 4`` (``channels`` itself below 4 channels).
+KINDS: dict[str, tuple[Callable[[int, int], dict[str, int]], Callable[[Mapping[str, tuple[int, ...]]], tuple[int, dict[str, int]]]]] = {
+    "basis": (_basis_config, _basis_from_weights),
+    "se": (_se_config, _se_from_weights),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One module of the family.
+
+    Attributes:
+      name: the class name in ``prcm_torch``, ``prcm_jax`` and ``prcm_jax.linen``.
+      seed_name: the seed notebook's class name (whose state_dicts load strictly).
+      kind: ``"basis"`` (the PRCM variants) or ``"se"`` (squeeze-and-excitation): which
+        math, constructor arguments and reference it has.
+      dropout: whether it applies dropout to its coefficients in train mode.
+    """
+
+    name: str
+    seed_name: str
+    kind: str
+    dropout: bool
+
+    @property
+    def torch(self) -> type:
+        """The PyTorch class."""
+        return getattr(importlib.import_module("prcm_torch"), self.name)
+
+    @property
+    def nnx(self) -> type:
+        """The Flax NNX class."""
+        return getattr(importlib.import_module("prcm_jax"), self.name)
+
+    @property
+    def linen(self) -> type:
+        """The Flax linen class."""
+        return getattr(importlib.import_module("prcm_jax.linen"), self.name)
+
+    @property
+    def has_basis(self) -> bool:
+        """Whether ``num_basis`` is one of its arguments."""
+        return "num_basis" in self.config(1, 1)
+
+    def config(self, channels: int, num_basis: int = 8) -> dict[str, int]:
+        """Constructor arguments besides ``channels`` for a point of a sweep over ``num_basis``.
+
+        Args:
+          channels: the channel count ``C``.
+          num_basis: ``K`` for the PRCM variants (ignored by squeeze-and-excitation).
+        """
+        return KINDS[self.kind][0](channels, num_basis)
+
+    def config_from_weights(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, dict[str, int]]:
+        """``(channels, config)`` read from torch state_dict shapes (``{'basis': (K, C), ...}``)."""
+        return KINDS[self.kind][1](shapes)
+
+    def build_torch(self, channels: int, num_basis: int = 8, **factory: Any) -> Any:
+        """The PyTorch module (``factory``: ``device=``, ``dtype=``)."""
+        return self.torch(channels, **self.config(channels, num_basis), **factory)
+
+    def build_nnx(self, channels: int, num_basis: int = 8, *, seed: int = 0, **kwargs: Any) -> Any:
+        """The NNX module with ``rngs=nnx.Rngs(seed)`` (``kwargs``: ``param_dtype``, ``dtype``, ...)."""
+        from flax import nnx
+
+        kwargs.setdefault("rngs", nnx.Rngs(seed))
+        return self.nnx(channels, **self.config(channels, num_basis), **kwargs)
+
+    def build_linen(self, channels: int, num_basis: int = 8, **kwargs: Any) -> Any:
+        """The linen module (channels come from the input)."""
+        return self.linen(**self.config(channels, num_basis), **kwargs)
+
+
+CATALOG: dict[str, Entry] = {
+    e.name: e
+    for e in (
+        Entry("PRCM", "PRCM", "basis", dropout=True),
+        Entry("AffinePRCM", "AffinePRCM", "basis", dropout=True),
+        Entry("PRCMNoDropout", "PRCM_NoDropout", "basis", dropout=False),
+        Entry("AffinePRCMNoDropout", "AffinePRCM_NoDropout", "basis", dropout=False),
+        Entry("ShiftOnlyPRCM", "ShiftOnlyPRCM", "basis", dropout=False),
+        Entry("SEModule", "SE_Module", "se", dropout=False),
+    )
+}
+#: The class names, in the seed's order.
+MODULES: tuple[str, ...] = tuple(CATALOG)
