@@ -293,15 +293,15 @@ def run_case(case: Case) -> Result:
             return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()
 
         if case.mode in ("eval", "train"):
-            refs = {"y": forward(x, params, keep=keep, rate=rate)}
-            bounds = {"y": forward(x, params, keep=keep, rate=rate, bound=True)}
+            refs = {"y": forward(x, params, kind=twin.kind, keep=keep, rate=rate)}
+            bounds = {"y": forward(x, params, kind=twin.kind, keep=keep, rate=rate, bound=True)}
             with torch.no_grad(), mask(torch_model):
                 got_torch = {"y": to_numpy(torch_model(to_torch(x)))}
             got_jax = {"y": np.moveaxis(np.asarray(jax_side(x_last, key)), -1, 1)}
         else:
             cot = rng.standard_normal(case.shape).astype(np.promote_types(np_dtype, np.float32))
-            refs = backward(x, params, cot, keep=keep, rate=rate)
-            bounds = backward(x, params, cot, keep=keep, rate=rate, bound=True)
+            refs = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate)
+            bounds = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate, bound=True)
             got_torch = _torch_grads(torch_model, to_torch(x), torch.from_numpy(cot), mask)
             g_x, g_vars = jax_side.grads(x_last, key, jnp.asarray(np.moveaxis(cot, 1, -1)))
             got_jax = {k: to_numpy(v) for k, v in torch_state_dict(g_vars, torch_model).items()}

@@ -2,9 +2,12 @@
 
 A Flax variable is paired with a torch state_dict key by its path and its leaf name:
 
-* the leaf name picks a :class:`Rule` (``kernel`` <-> ``weight`` with axes moved,
-  ``scale`` <-> ``weight``, ``mean`` <-> ``running_mean``, ...; any other name is copied
-  to the torch key of the same name, as ``basis``);
+* a layer :class:`Rule` renames the leaf for the torch layers it is written for (``kernel``
+  <-> ``weight`` with axes moved for ``nn.Linear``/``nn.Conv*``, ``scale`` <-> ``weight`` for
+  norms, ``mean`` <-> ``running_mean``, ...); any variable also pairs with the torch key of
+  its own name (``basis``, or a raw ``scale`` parameter of a custom module). Of these, the
+  key that exists is taken (two that exist are ambiguous), and a layer rule never applies
+  to a built-in torch layer it is not written for;
 * the module path is compared in a canonical form where ``blocks.0`` (torch),
   ``('blocks', 0)`` (``nnx.List``), ``blocks_0`` (linen setup lists) and the extra
   ``layers`` level of ``nnx.Sequential`` / linen ``nn.Sequential`` all agree.
@@ -31,6 +34,7 @@ import safetensors.torch
 import torch
 from flax import nnx
 from flax import traverse_util
+from flax.nnx import variablelib
 from torch import nn
 
 from parity.arrays import numpy_dtype, to_numpy, to_torch
@@ -112,6 +116,9 @@ RULES: tuple[Rule, ...] = (
     Rule("var", "running_var", "batch_stats", layers=_BATCH_NORMS),
 )
 _BY_FLAX = {(rule.collection, rule.flax): rule for rule in RULES}
+#: NNX variables and linen collections that hold run-time state, not weights: never converted.
+_RUNTIME_VARIABLES = (nnx.RngState, nnx.Intermediate, nnx.Cache, nnx.Perturbation)
+_RUNTIME_COLLECTIONS = ("intermediates", "cache", "perturbations")
 #: torch.nn layers with parameters that the rules cover.
 SUPPORTED_LAYERS: frozenset[type[nn.Module]] = frozenset(itertools.chain.from_iterable(r.layers for r in RULES))
 #: torch buffers with no Flax counterpart: dropped on the way in, kept from the target on the way out.
@@ -160,9 +167,15 @@ def _flax_candidates(modules: Path) -> list[Path]:
     return sorted({sum(choice, ()) for choice in itertools.product(*options)}, key=len)
 
 
-def _rule(leaf: _Leaf) -> Rule:
-    name = leaf.path[-1]
-    return _BY_FLAX.get((leaf.collection, name)) or Rule(str(name), str(name), leaf.collection)
+def _rules(leaf: _Leaf) -> list[Rule]:
+    """The layer rule for the leaf's name (if any), then the rule that keeps the name."""
+    name = str(leaf.path[-1])
+    layer = _BY_FLAX.get((leaf.collection, name))
+    return [rule for rule in (layer, Rule(name, name, leaf.collection)) if rule is not None]
+
+
+def _kind(owner: nn.Module) -> str:
+    return f"nn.{type(owner).__name__}" if _is_builtin(owner) else type(owner).__name__
 
 
 def _is_builtin(module: nn.Module) -> bool:
@@ -188,38 +201,48 @@ def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], mod
     for key in state:
         if key.rsplit(".", 1)[-1] not in _TORCH_ONLY:
             index[_torch_canonical(key)].append(key)
+    owners = dict(module.named_modules()) if module is not None else {}
     pairs, uses = [], Counter()
     for leaf in leaves:
-        rule = _rule(leaf)
-        candidates = [c + (rule.torch,) for c in _flax_candidates(leaf.path[:-1])]
-        hits = sorted({key for c in candidates for key in index.get(c, ())})
+        paths = _flax_candidates(leaf.path[:-1])
+        rules = _rules(leaf)
+        found: dict[str, Rule] = {}
+        wrong_kind: list[str] = []  # a layer rule's key whose torch layer is of another kind
+        for rule in rules:
+            for key in (k for c in paths for k in index.get(c + (rule.torch,), ())):
+                owner = owners.get(key.rpartition(".")[0])
+                if rule.layers and owner is not None and not isinstance(owner, rule.layers):
+                    wrong_kind.append(f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
+                                      f"'{rule.flax}' (for {', '.join(t.__name__ for t in rule.layers)})")  # fmt: skip
+                    uses[key] += 1
+                else:
+                    found.setdefault(key, rule)
+        hits = sorted(found)
         uses.update(hits)
-        if not hits:
-            guess = ".".join(map(str, candidates[0]))
+        if wrong_kind and not hits:
+            problems += wrong_kind
+        elif not hits:
+            guess = " or ".join(dict.fromkeys(".".join(map(str, paths[0] + (r.torch,))) for r in rules))
             problems.append(f"Flax '{leaf.name}' {leaf.shape} has no torch key (expected '{guess}')")
         elif len(hits) > 1:
             problems.append(f"Flax '{leaf.name}' is ambiguous: it matches torch keys {hits}")
         else:
-            pairs.append(_Pair(leaf, hits[0], rule))
+            pairs.append(_Pair(leaf, hits[0], found[hits[0]]))
     for keys in index.values():
         for key in keys:
             if uses[key] != 1:
                 problems.append(f"torch '{key}' {tuple(state[key].shape)} " + (
                     "has no Flax variable" if uses[key] == 0 else "is ambiguous: several Flax variables match it"))  # fmt: skip
-    owners = dict(module.named_modules()) if module is not None else {}
     for pair in pairs:
-        problems += _mismatches(pair, state[pair.key], owners.get(pair.key.rpartition(".")[0]))
+        problems += _mismatches(pair, state[pair.key])
     if problems:
         raise ConversionError(what, problems)
     return pairs
 
 
-def _mismatches(pair: _Pair, tensor: torch.Tensor, owner: nn.Module | None) -> list[str]:
-    """What is wrong with one pairing: the torch layer's kind, the shape, the dtype."""
+def _mismatches(pair: _Pair, tensor: torch.Tensor) -> list[str]:
+    """What is wrong with one pairing: the shape, the dtype."""
     leaf, rule, out = pair.leaf, pair.rule, []
-    if owner is not None and rule.layers and _is_builtin(owner) and not isinstance(owner, rule.layers):
-        out.append(f"torch '{pair.key}' belongs to nn.{type(owner).__name__} but Flax '{leaf.name}' is a "
-                   f"'{rule.flax}' (for {', '.join(t.__name__ for t in rule.layers)})")  # fmt: skip
     expected = tuple(leaf.shape[i] for i in rule.torch_axes(len(leaf.shape)))
     if tuple(tensor.shape) != expected:
         out.append(f"shape mismatch: torch '{pair.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
@@ -236,18 +259,30 @@ def _leaf(path: Path, collection: str, value: Any) -> _Leaf:
     return _Leaf(tuple(path), collection, tuple(value.shape), np.dtype(value.dtype))
 
 
+def _collection(var: nnx.Variable) -> str:
+    """The linen collection an NNX variable type stands for (``params``, ``batch_stats``, or a
+    custom ``nnx.Variable`` subclass's registered name, else its class name)."""
+    try:
+        return variablelib.variable_name_from_type(type(var))
+    except ValueError:
+        return type(var).__name__
+
+
 def _nnx_leaves(model: nnx.Module) -> tuple[list[_Leaf], dict[Path, Any]]:
+    """Every variable that holds weights (not RNG state, caches, sown intermediates), abstract ones included."""
     if not isinstance(model, nnx.Module):
         raise TypeError(f"expected an nnx.Module, got {type(model).__name__}")
     leaves, values = [], {}
-    for path, var in nnx.to_flat_state(nnx.state(model, (nnx.Param, nnx.BatchStat))):
-        collection = "batch_stats" if isinstance(var, nnx.BatchStat) else "params"
-        leaves.append(_leaf(path, collection, var[...]))
-        values[(collection, *path)] = var[...]
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Not(_RUNTIME_VARIABLES))):
+        value = var.get_value()
+        collection = _collection(var)
+        leaves.append(_leaf(path, collection, value))
+        values[(collection, *path)] = value
     return leaves, values
 
 
-_LINEN_COLLECTIONS = ("params", "batch_stats")
+def _linen_collections(variables: Mapping[str, Any]) -> list[str]:
+    return [c for c in variables if c not in _RUNTIME_COLLECTIONS]
 
 
 def _linen_leaves(variables: Mapping[str, Any]) -> tuple[list[_Leaf], dict[Path, Any]]:
@@ -255,8 +290,8 @@ def _linen_leaves(variables: Mapping[str, Any]) -> tuple[list[_Leaf], dict[Path,
         got = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
         raise TypeError(f"expected linen variables {{'params': ..., 'batch_stats': ...}}, got {got}")
     leaves, values = [], {}
-    for collection in _LINEN_COLLECTIONS:
-        for path, value in traverse_util.flatten_dict(dict(variables.get(collection, {}))).items():
+    for collection in _linen_collections(variables):
+        for path, value in traverse_util.flatten_dict(dict(variables[collection])).items():
             leaves.append(_leaf(path, collection, value))
             values[(collection, *path)] = value
     return leaves, values
@@ -269,11 +304,21 @@ def _flax_leaves(source: FlaxSource) -> tuple[list[_Leaf], dict[Path, Any]]:
 # -- torch -> Flax --------------------------------------------------------------------------
 
 
-def _to_flax(pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor]) -> dict[_Leaf, jax.Array]:
+def _place(value: np.ndarray, like: Any) -> jax.Array:
+    """Host memory straight to where ``like`` (the target's array, or its abstract
+    ``ShapeDtypeStruct``) says: its sharding when it is committed to one (or, abstract, names
+    one), else uncommitted on the default device, as ``like`` was."""
+    sharding = getattr(like, "sharding", None)
+    committed = like.committed if isinstance(like, jax.Array) else sharding is not None
+    return jax.device_put(value, sharding if committed else None)
+
+
+def _to_flax(pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor], current: Mapping[Path, Any]) -> dict[_Leaf, jax.Array]:
     out = {}
     for p in pairs:
         tensor = state[p.key]
-        out[p.leaf] = jnp.asarray(np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim))))
+        value = np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim)))
+        out[p.leaf] = _place(value, current[(p.leaf.collection, *p.leaf.path)])
     return out
 
 
@@ -282,7 +327,12 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
 
     Args:
       source: an ``nn.Module``, a state_dict, or a ``.pt``/``.pth``/``.safetensors`` path.
-      nnx_module: the NNX twin; every ``nnx.Param`` and ``nnx.BatchStat`` is filled.
+      nnx_module: the NNX twin, or an abstract one (``nnx.eval_shape(lambda: Model(...))``,
+        the Flax/Orbax restore pattern). Every variable that holds weights is filled
+        (``nnx.Param``, ``nnx.BatchStat``, custom ``nnx.Variable`` types; RNG state, caches and
+        sown intermediates are left as they are). Each value goes from host memory straight
+        to where the target's lived: its sharding when committed (or named by the abstract
+        value), else uncommitted on the default device.
 
     Returns:
       ``nnx_module``, for chaining.
@@ -299,11 +349,8 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
     """
     state, module = load_state_dict(source)
     leaves, current = _nnx_leaves(nnx_module)
-    values = _to_flax(_pair("torch -> nnx", leaves, state, module), state)
-    # each new value goes where the old one lived (a device, or a sharding across a mesh)
-    flat = [(leaf.path, jax.device_put(value, current[(leaf.collection, *leaf.path)].sharding))
-            for leaf, value in values.items()]  # fmt: skip
-    nnx.update(nnx_module, nnx.from_flat_state(flat))
+    values = _to_flax(_pair("torch -> nnx", leaves, state, module), state, current)
+    nnx.update(nnx_module, nnx.from_flat_state([(leaf.path, value) for leaf, value in values.items()]))
     return nnx_module
 
 
@@ -327,13 +374,12 @@ def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None)
     state, module = load_state_dict(source)
     if target is None:
         target = _linen_target(state)
-    leaves, _ = _linen_leaves(target)
-    values = _to_flax(_pair("torch -> linen", leaves, state, module), state)
-    out = {c: v for c, v in dict(target).items() if c not in _LINEN_COLLECTIONS}
-    for collection in _LINEN_COLLECTIONS:
+    leaves, current = _linen_leaves(target)
+    values = _to_flax(_pair("torch -> linen", leaves, state, module), state, current)
+    out = dict(target)  # run-time collections (intermediates, cache) pass through
+    for collection in _linen_collections(target):
         flat = {leaf.path: value for leaf, value in values.items() if leaf.collection == collection}
-        if collection in target:
-            out[collection] = traverse_util.unflatten_dict(flat)
+        out[collection] = traverse_util.unflatten_dict(flat)
     return out
 
 
@@ -361,10 +407,14 @@ def _linen_target(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, torch.Tensor]:
     """A state_dict for ``torch_module`` holding a Flax model's weights (the module is untouched).
 
+    Only the target's names, shapes and dtypes are read: its tensors are not copied, so a
+    skeleton on ``torch.device("meta")`` works.
+
     Args:
       source: an NNX module, or linen variables ``{'params': ..., 'batch_stats': ...}``.
       torch_module: the PyTorch twin, which gives the names, layouts and torch-only
-        buffers (``num_batches_tracked`` is kept from it).
+        buffers (``num_batches_tracked`` is kept from it; zero, a fresh layer's value, where
+        the target is on the meta device).
 
     Returns:
       CPU tensors, loadable with ``torch_module.load_state_dict(..., strict=True)``.
@@ -374,12 +424,28 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     leaves, values = _flax_leaves(source)
     state = torch_module.state_dict()
     what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
-    pairs = _pair(what, leaves, state, torch_module)
-    out = {key: tensor.detach().cpu().clone() for key, tensor in state.items()}
-    for p in pairs:
-        value = np.asarray(values[(p.leaf.collection, *p.leaf.path)])
-        out[p.key] = to_torch(np.ascontiguousarray(np.transpose(value, p.rule.torch_axes(value.ndim))))
+    pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
+    out = {}
+    for key, tensor in state.items():
+        if key in pairs:
+            p = pairs[key]
+            value = np.asarray(values[(p.leaf.collection, *p.leaf.path)])
+            out[key] = to_torch(np.ascontiguousarray(np.transpose(value, p.rule.torch_axes(value.ndim))))
+        else:  # a torch-only buffer
+            out[key] = torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)
     return out
+
+
+def _load(torch_module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``load_state_dict(strict=True)``; a skeleton with meta tensors is filled as with
+    ``assign=True`` (its meta tensors become the converted CPU tensors; the rest go to the
+    device of the tensor they replace)."""
+    targets = torch_module.state_dict()
+    meta = any(t.is_meta for t in targets.values())
+    if meta:
+        state = {k: v if targets[k].is_meta else v.to(targets[k].device) for k, v in state.items()}
+    torch_module.load_state_dict(state, strict=True, assign=meta)
+    return torch_module
 
 
 def nnx_to_torch(nnx_module: nnx.Module, torch_module: nn.Module) -> nn.Module:
@@ -388,21 +454,20 @@ def nnx_to_torch(nnx_module: nnx.Module, torch_module: nn.Module) -> nn.Module:
     Args:
       nnx_module: the source model.
       torch_module: the target; all its parameters and buffers are filled
-        (``num_batches_tracked`` keeps its value).
+        (``num_batches_tracked`` keeps its value). A skeleton built under
+        ``with torch.device("meta")`` is filled as ``load_state_dict(assign=True)`` does.
 
     Returns:
       ``torch_module``, for chaining.
 
     >>> import prcm_torch, prcm_jax
-    >>> t = nnx_to_torch(prcm_jax.ShiftOnlyPRCM(8, rngs=nnx.Rngs(0)), prcm_torch.ShiftOnlyPRCM(8))
-    >>> tuple(t.shift_proj.weight.shape)
-    (8, 8)
+    >>> t = nnx_to_torch(prcm_jax.ShiftOnlyPRCM(8, rngs=nnx.Rngs(0)), prcm_torch.ShiftOnlyPRCM(8, device="meta"))
+    >>> tuple(t.shift_proj.weight.shape), t.shift_proj.weight.device.type
+    ((8, 8), 'cpu')
     """
     if not isinstance(nnx_module, nnx.Module):
         raise TypeError(f"expected an nnx.Module as the source, got {type(nnx_module).__name__}")
-    state = torch_state_dict(nnx_module, torch_module)
-    torch_module.load_state_dict(state, strict=True)
-    return torch_module
+    return _load(torch_module, torch_state_dict(nnx_module, torch_module))
 
 
 def linen_to_torch(variables: Mapping[str, Any], torch_module: nn.Module) -> nn.Module:
@@ -410,16 +475,15 @@ def linen_to_torch(variables: Mapping[str, Any], torch_module: nn.Module) -> nn.
 
     Args:
       variables: ``{'params': ..., 'batch_stats': ...}`` as returned by ``model.init``.
-      torch_module: the target; all its parameters and buffers are filled.
+      torch_module: the target; all its parameters and buffers are filled (a meta-device
+        skeleton as with ``assign=True``).
 
     Returns:
       ``torch_module``, for chaining.
     """
     if isinstance(variables, nnx.Module):
         raise TypeError("expected linen variables, got an nnx.Module; use nnx_to_torch")
-    state = torch_state_dict(variables, torch_module)
-    torch_module.load_state_dict(state, strict=True)
-    return torch_module
+    return _load(torch_module, torch_state_dict(variables, torch_module))
 
 
 def save_safetensors(source: FlaxSource, torch_module: nn.Module, path: str | os.PathLike) -> None:

@@ -15,13 +15,17 @@ import torch
 from torch import nn
 
 from parity.arrays import to_torch
+from prcm.catalog import CATALOG
 
 __all__ = ["shared_dropout_mask"]
 
 
 @contextlib.contextmanager
 def shared_dropout_mask(module: nn.Module, keep: np.ndarray | torch.Tensor) -> Iterator[None]:
-    """Inside the block, every ``coeff_dropout`` of ``module`` in train mode applies ``keep``.
+    """Inside the block, every PRCM-family block of ``module`` with dropout applies ``keep`` in train mode.
+
+    The blocks are found through the catalog (:mod:`prcm.catalog`): instances of its torch
+    classes with a positive ``dropout_rate``, anywhere in ``module`` (a timm network included).
 
     The output is ``coeff * keep * (1 / (1 - p))``, the arithmetic of ``torch.nn.Dropout``
     (a dropped NaN stays NaN), with the given mask instead of a fresh draw.
@@ -40,10 +44,11 @@ def shared_dropout_mask(module: nn.Module, keep: np.ndarray | torch.Tensor) -> I
     keep = torch.as_tensor(keep) if isinstance(keep, torch.Tensor) else to_torch(np.asarray(keep))
     if keep.dtype != torch.bool:
         raise TypeError(f"shared_dropout_mask: expected a boolean keep-mask, got {keep.dtype}")
-    layers = [m for name, m in module.named_modules() if name.rsplit(".", 1)[-1] == "coeff_dropout"]
-    layers = [m for m in layers if isinstance(m, nn.Dropout)]
+    classes = tuple(entry.torch for entry in CATALOG.values() if entry.dropout)
+    layers = [m.coeff_dropout for m in module.modules() if isinstance(m, classes) and m.dropout_rate > 0]
     if not layers:
-        raise ValueError("shared_dropout_mask: the module has no coeff_dropout layer (nn.Dropout)")
+        raise ValueError(f"shared_dropout_mask: the module has no block with dropout (an instance of "
+                         f"{', '.join(c.__name__ for c in classes)} with dropout_rate > 0)")  # fmt: skip
 
     def apply_mask(layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
         if not layer.training:

@@ -17,11 +17,11 @@ weight scales, logits that cancel) where ``eps * max|y|`` would be far too tight
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["forward", "backward", "error_in_eps"]
+__all__ = ["forward", "backward", "error_in_eps", "HEADS"]
 
 Params = Mapping[str, np.ndarray]
 
@@ -32,11 +32,58 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+Head = Callable[..., tuple[np.ndarray | None, np.ndarray | None, Callable]]
+
+
+def _basis_head(ctx: np.ndarray, p: Params, keep: np.ndarray | None, rate: float, bound: bool):
+    """The PRCM variants from ``ctx``: (logits, shift, backward(d_logits, d_shift) -> (grads, d_ctx))."""
+    scale_name = next((k for k in ("fuser.weight", "scale_proj.weight") if k in p), None)
+    drop = 1.0 if keep is None else np.asarray(keep, np.float64) / (1.0 - rate)
+    coeff = (ctx @ p["basis"].T) * drop
+    logits = None if scale_name is None else coeff @ p[scale_name].T
+    shift = coeff @ p["shift_proj.weight"].T if "shift_proj.weight" in p else None
+
+    def backward(d_logits: np.ndarray | None, d_shift: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        grads, d_coeff = {}, np.zeros_like(coeff)
+        if d_logits is not None:
+            grads[scale_name] = d_logits.T @ coeff
+            d_coeff = d_coeff + d_logits @ p[scale_name]
+        if d_shift is not None:
+            grads["shift_proj.weight"] = d_shift.T @ coeff
+            d_coeff = d_coeff + d_shift @ p["shift_proj.weight"]
+        d_coeff = d_coeff * drop
+        grads["basis"] = d_coeff.T @ ctx
+        return grads, d_coeff @ p["basis"]
+
+    return logits, shift, backward
+
+
+def _se_head(ctx: np.ndarray, p: Params, keep: np.ndarray | None, rate: float, bound: bool):
+    """Squeeze-and-excitation from ``ctx``: (logits, no shift, backward)."""
+    pre = ctx @ p["fc1.weight"].T + p["fc1.bias"]
+    hidden = np.abs(pre) if bound else np.maximum(pre, 0.0)  # relu' bounded by 1
+
+    def backward(d_logits: np.ndarray, d_shift: None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        grads = {"fc2.weight": d_logits.T @ hidden, "fc2.bias": d_logits.sum(axis=0)}
+        d_pre = d_logits @ p["fc2.weight"]
+        d_pre = d_pre if bound else d_pre * (pre > 0)
+        grads["fc1.weight"], grads["fc1.bias"] = d_pre.T @ ctx, d_pre.sum(axis=0)
+        return grads, d_pre @ p["fc1.weight"]
+
+    return hidden @ p["fc2.weight"].T + p["fc2.bias"], None, backward
+
+
+#: The reference of each kind of the catalog (:mod:`prcm.catalog`).
+HEADS: dict[str, Head] = {"basis": _basis_head, "se": _se_head}
+
+
 def _run(
-    x: np.ndarray, params: Params, cot: np.ndarray | None, keep: np.ndarray | None, rate: float, bound: bool
+    x: np.ndarray, params: Params, kind: str, cot: np.ndarray | None, keep: np.ndarray | None, rate: float, bound: bool
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
     """(output, gradients, logits), or their bounds."""
-    exact_logits = _run(x, params, None, keep, rate, False)[2] if bound else None
+    if kind not in HEADS:
+        raise ValueError(f"unknown module kind {kind!r}; expected one of {', '.join(HEADS)}")
+    exact_logits = _run(x, params, kind, None, keep, rate, False)[2] if bound else None
     f64 = (lambda a: np.abs(np.asarray(a, np.float64))) if bound else (lambda a: np.asarray(a, np.float64))
     p = {k: f64(v) for k, v in params.items()}
     x = f64(x)
@@ -44,18 +91,7 @@ def _run(
     expand = (...,) + (None,) * len(spatial)
     n = int(np.prod([x.shape[i] for i in spatial]))
     ctx = x.mean(axis=spatial)
-    scale_name = next((k for k in ("fuser.weight", "scale_proj.weight", "fc2.weight") if k in p), None)
-    if "basis" in p:
-        coeff = ctx @ p["basis"].T
-        drop = 1.0 if keep is None else np.asarray(keep, np.float64) / (1.0 - rate)
-        coeff = coeff * drop
-        logits = None if scale_name is None else coeff @ p[scale_name].T
-        shift = coeff @ p["shift_proj.weight"].T if "shift_proj.weight" in p else None
-    else:
-        pre = ctx @ p["fc1.weight"].T + p["fc1.bias"]
-        hidden = np.abs(pre) if bound else np.maximum(pre, 0.0)
-        logits = hidden @ p["fc2.weight"].T + p["fc2.bias"]
-        shift = None
+    logits, shift, head_backward = HEADS[kind](ctx, p, keep, rate, bound)
     scale = slope = None
     if logits is not None and bound:  # at the exact point: value + slope x the logits' bound
         sig = _sigmoid(exact_logits)
@@ -73,49 +109,38 @@ def _run(
         return y, {}, logits
 
     g = f64(cot)
-    grads: dict[str, np.ndarray] = {}
     dx = g if scale is None else g * scale[expand]
     d_logits = None if scale is None else (g * x).sum(axis=spatial) * slope
-    if "basis" in p:
-        d_coeff = np.zeros_like(coeff)
-        if d_logits is not None:
-            grads[scale_name] = d_logits.T @ coeff
-            d_coeff = d_coeff + d_logits @ p[scale_name]
-        if shift is not None:
-            d_shift = g.sum(axis=spatial)
-            grads["shift_proj.weight"] = d_shift.T @ coeff
-            d_coeff = d_coeff + d_shift @ p["shift_proj.weight"]
-        d_coeff = d_coeff * drop
-        grads["basis"] = d_coeff.T @ ctx
-        d_ctx = d_coeff @ p["basis"]
-    else:
-        grads["fc2.weight"], grads["fc2.bias"] = d_logits.T @ hidden, d_logits.sum(axis=0)
-        d_pre = d_logits @ p["fc2.weight"]
-        d_pre = d_pre if bound else d_pre * (pre > 0)
-        grads["fc1.weight"], grads["fc1.bias"] = d_pre.T @ ctx, d_pre.sum(axis=0)
-        d_ctx = d_pre @ p["fc1.weight"]
+    grads, d_ctx = head_backward(d_logits, None if shift is None else g.sum(axis=spatial))
     grads["x"] = dx + (d_ctx / n)[expand]
     return y, grads, logits
 
 
 def forward(
-    x: np.ndarray, params: Params, *, keep: np.ndarray | None = None, rate: float = 0.0, bound: bool = False
+    x: np.ndarray,
+    params: Params,
+    *,
+    kind: str,
+    keep: np.ndarray | None = None,
+    rate: float = 0.0,
+    bound: bool = False,
 ) -> np.ndarray:
     """Any PRCM-family module in float64, from its torch parameters.
 
     Args:
       x: ``(B, C, *spatial)``.
       params: the torch state_dict as NumPy arrays (``basis``, ``fuser.weight``, ...).
+      kind: the module's kind in :mod:`prcm.catalog` (``"basis"`` or ``"se"``).
       keep: dropout keep-mask ``(B, num_basis)``; ``None`` for eval mode.
       rate: dropout rate the mask was drawn with.
       bound: return the running error bound instead of the value (see the module doc).
 
     >>> p = {"basis": np.ones((2, 3)), "shift_proj.weight": np.ones((3, 2))}
-    >>> forward(np.zeros((1, 3, 4)), p).shape
+    >>> forward(np.zeros((1, 3, 4)), p, kind="basis").shape
     (1, 3, 4)
     """
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf propagate, as in both frameworks
-        return _run(x, params, None, keep, rate, bound)[0]
+        return _run(x, params, kind, None, keep, rate, bound)[0]
 
 
 def backward(
@@ -123,6 +148,7 @@ def backward(
     params: Params,
     cot: np.ndarray,
     *,
+    kind: str,
     keep: np.ndarray | None = None,
     rate: float = 0.0,
     bound: bool = False,
@@ -133,16 +159,17 @@ def backward(
       x: ``(B, C, *spatial)``.
       params: the torch state_dict as NumPy arrays.
       cot: the cotangent, shaped like ``x``.
+      kind: the module's kind in :mod:`prcm.catalog` (``"basis"`` or ``"se"``).
       keep: dropout keep-mask ``(B, num_basis)``; ``None`` for eval mode.
       rate: dropout rate the mask was drawn with.
       bound: return running error bounds instead of the gradients.
 
     >>> p = {"basis": np.ones((2, 3)), "fuser.weight": np.ones((3, 2))}
-    >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4))))
+    >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4)), kind="basis"))
     ['basis', 'fuser.weight', 'x']
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        return _run(x, params, cot, keep, rate, bound)[1]
+        return _run(x, params, kind, cot, keep, rate, bound)[1]
 
 
 def error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float, scale: float | None = None) -> float:

@@ -85,6 +85,12 @@ class Entry:
         return getattr(importlib.import_module("prcm_jax.linen"), self.name)
 
     @property
+    def reference(self) -> Any:
+        """The float64 reference of its kind, :data:`parity.reference.HEADS` (call it through
+        ``parity.reference.forward/backward(..., kind=entry.kind)``)."""
+        return importlib.import_module("parity.reference").HEADS[self.kind]
+
+    @property
     def has_basis(self) -> bool:
         """Whether ``num_basis`` is one of its arguments."""
         return "num_basis" in self.config(1, 1)

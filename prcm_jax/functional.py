@@ -14,7 +14,7 @@ import numpy as np
 from flax.nnx.nn.dtypes import promote_dtype
 from flax.typing import Dtype, PrecisionLike
 
-from prcm.validate import check_input
+from prcm.validate import check_factors, check_input, check_rank, check_rate
 
 __all__ = [
     "validate_input",
@@ -60,7 +60,12 @@ def spatial_mean(x: jax.Array) -> jax.Array:
 
     >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype
     dtype(bfloat16)
+    >>> spatial_mean(jnp.ones((2, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: spatial_mean: expected an input (B, *spatial, C) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
+    check_rank("spatial_mean", jnp.shape(x), channels_last=True)
     acc = jnp.promote_types(x.dtype, jnp.float32)
     return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)), dtype=acc).astype(x.dtype)
 
@@ -75,7 +80,13 @@ def recalibrate(x: jax.Array, scale: jax.Array | None = None, shift: jax.Array |
 
     >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones((2, 3))).shape
     (2, 4, 3)
+    >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones(3))
+    Traceback (most recent call last):
+    ...
+    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, *spatial, C) of shape (2, 4, 3), got shift (3,)
     """
+    check_factors("recalibrate", jnp.shape(x), channels_last=True,
+                  scale=None if scale is None else jnp.shape(scale), shift=None if shift is None else jnp.shape(shift))  # fmt: skip
     spatial = tuple(range(1, x.ndim - 1))
     if scale is not None:
         x = x * jnp.expand_dims(scale, spatial)
@@ -93,12 +104,17 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
 
     Args:
       key: a JAX PRNG key.
-      rate: dropout probability.
+      rate: dropout probability, in ``[0, 1)``.
       shape: mask shape, ``(B, num_basis)`` for the modules.
 
     >>> keep_mask(jax.random.key(0), 0.5, (2, 8)).shape
     (2, 8)
+    >>> keep_mask(jax.random.key(0), 1.5, (2, 8))
+    Traceback (most recent call last):
+    ...
+    ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
     """
+    check_rate("keep_mask", rate)
     return jax.random.bernoulli(key, 1.0 - rate, shape)
 
 
@@ -115,8 +131,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     >>> dropout(jnp.ones((2, 8)), 0.5, jax.random.key(0)).shape
     (2, 8)
     """
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    check_rate("dropout", rate)
     mask = keep_mask(key, rate, x.shape)
     return x * mask.astype(x.dtype) * (1.0 / (1.0 - rate))
 

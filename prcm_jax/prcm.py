@@ -3,11 +3,14 @@
 Parameters mirror the PyTorch modules by name (``basis``, ``fuser.kernel``,
 ``scale_proj.kernel``, ``shift_proj.kernel``); kernels are Flax ``(in, out)``, the
 transpose of torch's ``weight``. The math is :func:`prcm_jax.functional.basis_recalibration`.
+
+Modes follow Flax's protocol, as ``nnx.Dropout``: a ``deterministic`` attribute that
+``nnx.view(model, deterministic=...)`` (through :meth:`set_view`), ``model.eval()`` and
+``model.train()`` switch, and a call argument that overrides it.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import jax
@@ -18,10 +21,28 @@ from flax.typing import Dtype, Initializer, PrecisionLike
 from prcm.validate import check_basis_config
 from prcm_jax import functional as F
 from prcm_jax.initializers import basis_init, torch_linear_kernel_init
+from prcm_jax.params import LinearParams
 
-__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "dropout_key"]
+__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "dropout_key", "dropout_stream"]
 
 RngsLike = nnx.Rngs | nnx.RngStream | jax.Array
+
+
+def dropout_stream(rngs: nnx.Rngs, keep_rngs: bool) -> nnx.RngStream | None:
+    """The stream a module keeps for its dropout masks: a fork of ``rngs``' ``dropout``
+    stream (or its ``default``); ``None`` when ``keep_rngs`` is off or ``rngs`` has neither,
+    as for a model built only for inference (``nnx.Rngs(params=0)``).
+
+    Args:
+      rngs: the constructor's ``nnx.Rngs``.
+      keep_rngs: whether to keep a stream at all (as ``nnx.MultiHeadAttention``).
+
+    >>> dropout_stream(nnx.Rngs(params=0), keep_rngs=True) is None
+    True
+    """
+    if not keep_rngs or not ("dropout" in rngs or "default" in rngs):
+        return None
+    return rngs["dropout"].fork()
 
 
 def dropout_key(owner: str, rngs: RngsLike | None, default: nnx.RngStream | None) -> jax.Array:
@@ -39,9 +60,11 @@ def dropout_key(owner: str, rngs: RngsLike | None, default: nnx.RngStream | None
         return rngs()
     if isinstance(rngs, jax.Array):
         return rngs
+    kept = "" if rngs is not None else "; this module keeps no dropout stream (built with keep_rngs=False or without one)"
     raise TypeError(
         f"{owner}: dropout in train mode needs rngs (nnx.Rngs, nnx.RngStream or a key array), "
-        f"got {type(rngs).__name__}"
+        f"got {type(rngs).__name__}{kept}; pass rngs= to the call, or call it with deterministic=True / "
+        "after model.eval() / under nnx.view(model, deterministic=True)"
     )
 
 
@@ -61,6 +84,7 @@ class _BasisRecalibration(nnx.Module):
         param_dtype: Dtype = jnp.float32,
         precision: PrecisionLike = None,
         deterministic: bool = False,
+        keep_rngs: bool = True,
         basis_init: Initializer = basis_init,
         kernel_init: Initializer = torch_linear_kernel_init,
         rngs: nnx.Rngs,
@@ -74,25 +98,28 @@ class _BasisRecalibration(nnx.Module):
         self.precision = precision
         self.deterministic = deterministic
         self.basis = nnx.Param(basis_init(rngs.params(), (num_basis, channels), param_dtype))
-        projection = functools.partial(
-            nnx.Linear, num_basis, channels, use_bias=False, dtype=dtype, param_dtype=param_dtype,
-            precision=precision, kernel_init=kernel_init, rngs=rngs,
-        )  # fmt: skip
         if self.scale_name is not None:
-            setattr(self, self.scale_name, projection())
+            setattr(self, self.scale_name, LinearParams(num_basis, channels, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs))
         if self.has_shift:
-            self.shift_proj = projection()
-        self.rngs = rngs["dropout"].fork() if dropout_rate > 0 else nnx.data(None)
+            self.shift_proj = LinearParams(num_basis, channels, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
+        self.rngs = dropout_stream(rngs, keep_rngs) if dropout_rate > 0 else None
 
-    def __call__(
-        self, x: jax.Array, *, deterministic: bool | None = None, rngs: RngsLike | None = None
-    ) -> jax.Array:
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Class method used by ``nnx.view``.
+
+        Args:
+          deterministic: if True, disables dropout.
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def __call__(self, x: jax.Array, *, deterministic: bool | None = None, rngs: RngsLike | None = None) -> jax.Array:
         """Recalibrate ``x``.
 
         Args:
           x: ``(B, *spatial, C)``.
           deterministic: ``True`` disables dropout; ``None`` uses the module's setting
-            (``model.eval()`` / ``model.train()``).
+            (``model.eval()`` / ``model.train()`` / ``nnx.view``).
           rngs: overrides the module's dropout stream; a key array gives the mask
             ``functional.keep_mask(key, dropout_rate, (B, num_basis))``.
         """
@@ -119,18 +146,22 @@ class PRCM(_BasisRecalibration):
       dtype: computation dtype (``None``: promote input and parameters).
       param_dtype: parameter dtype.
       precision: precision of every dot product.
-      deterministic: start in eval mode (``model.eval()`` / ``model.train()`` switch it).
+      deterministic: start in eval mode (``True``) or train mode (``False``, as torch).
+      keep_rngs: keep a dropout stream forked from ``rngs`` (as ``nnx.MultiHeadAttention``);
+        without one, a train-mode call needs ``rngs=``. ``rngs`` with no ``dropout`` or
+        ``default`` stream (``nnx.Rngs(params=0)``, an inference-only model) keeps none either.
       basis_init: initializer of ``basis`` (default standard normal, as torch).
-      kernel_init: initializer of the projections (default torch's ``nn.Linear`` init).
-      rngs: ``params`` for init; ``dropout`` (or ``default``) for the masks.
+      kernel_init: initializer of the projection (default torch's ``nn.Linear`` init).
+      rngs: ``params`` stream for init; ``dropout`` (or ``default``) stream for the masks.
 
     >>> from flax import nnx
-    >>> m = PRCM(64, rngs=nnx.Rngs(0))
-    >>> m.eval()
-    >>> m(jnp.ones((2, 16, 16, 64))).shape
+    >>> m = PRCM(64, num_basis=8, rngs=nnx.Rngs(0))
+    >>> m(jnp.ones((2, 16, 16, 64)), deterministic=True).shape
     (2, 16, 16, 64)
     >>> jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(m, nnx.Param)))
     {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}
+    >>> nnx.view(m, deterministic=True).deterministic
+    True
     """
 
     scale_name = "fuser"
@@ -147,12 +178,12 @@ class AffinePRCM(_BasisRecalibration):
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
-      **kwargs: ``dtype``, ``param_dtype``, ``precision``, ``deterministic``, initializers
-        and ``rngs``, as :class:`PRCM`.
+      **kwargs: ``dtype``, ``param_dtype``, ``precision``, ``deterministic``, ``keep_rngs``,
+        initializers and ``rngs``, as :class:`PRCM`.
 
     >>> from flax import nnx
-    >>> m = AffinePRCM(32, num_basis=4, rngs=nnx.Rngs(0))
-    >>> m(jnp.ones((1, 8, 8, 32)), deterministic=True).shape
+    >>> m = AffinePRCM(32, num_basis=4, deterministic=True, rngs=nnx.Rngs(params=0))
+    >>> m(jnp.ones((1, 8, 8, 32))).shape
     (1, 8, 8, 32)
     """
 
@@ -163,41 +194,35 @@ class AffinePRCM(_BasisRecalibration):
         super().__init__(channels, num_basis, dropout_rate, **kwargs)
 
 
-class PRCMNoDropout(_BasisRecalibration):
+class PRCMNoDropout(PRCM):
     """:class:`PRCM` without dropout, Flax NNX.
 
     Args:
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
-      **kwargs: ``dtype``, ``param_dtype``, ``precision``, initializers and ``rngs``.
+      **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
 
     >>> from flax import nnx
     >>> PRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((3, 10, 16))).shape
     (3, 10, 16)
     """
 
-    scale_name = "fuser"
-    has_shift = False
-
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
         super().__init__(channels, num_basis, 0.0, **kwargs)
 
 
-class AffinePRCMNoDropout(_BasisRecalibration):
+class AffinePRCMNoDropout(AffinePRCM):
     """:class:`AffinePRCM` without dropout, Flax NNX.
 
     Args:
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
-      **kwargs: ``dtype``, ``param_dtype``, ``precision``, initializers and ``rngs``.
+      **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
 
     >>> from flax import nnx
     >>> AffinePRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((2, 4, 4, 4, 16))).shape
     (2, 4, 4, 4, 16)
     """
-
-    scale_name = "scale_proj"
-    has_shift = True
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
         super().__init__(channels, num_basis, 0.0, **kwargs)
@@ -209,7 +234,7 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     Args:
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
-      **kwargs: ``dtype``, ``param_dtype``, ``precision``, initializers and ``rngs``.
+      **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
 
     >>> from flax import nnx
     >>> ShiftOnlyPRCM(64, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 64))).shape

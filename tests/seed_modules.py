@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from prcm.catalog import CATALOG
+
 
 class PRCM(nn.Module):
     def __init__(self, channels, num_basis=8, dropout_rate=0.5):
@@ -103,11 +105,5 @@ class SE_Module(nn.Module):
 
 
 #: prcm class name -> seed class
-SEED = {
-    "PRCM": PRCM,
-    "AffinePRCM": AffinePRCM,
-    "PRCMNoDropout": PRCM_NoDropout,
-    "AffinePRCMNoDropout": AffinePRCM_NoDropout,
-    "ShiftOnlyPRCM": ShiftOnlyPRCM,
-    "SEModule": SE_Module,
-}
+#: our class name -> the seed's class, through the catalog's seed names
+SEED = {entry.name: globals()[entry.seed_name] for entry in CATALOG.values()}

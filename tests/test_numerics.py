@@ -49,8 +49,8 @@ def _outputs(name: str, x: np.ndarray, train: bool) -> dict[str, np.ndarray]:
         "torch": y_torch,
         "nnx": np.moveaxis(np.asarray(y_nnx), -1, 1),
         "linen": np.moveaxis(np.asarray(y_linen), -1, 1),
-        "reference": forward(x, params, keep=keep, rate=rate),
-        "bound": forward(x, params, keep=keep, rate=rate, bound=True),
+        "reference": forward(x, params, kind=twin.kind, keep=keep, rate=rate),
+        "bound": forward(x, params, kind=twin.kind, keep=keep, rate=rate, bound=True),
     }
 
 

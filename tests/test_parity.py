@@ -49,32 +49,32 @@ def test_low_precision(case):
 @pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 8, 1, 1), (3, 16, 4, 4)])
 def test_reference_matches_the_seed_classes_in_float64(name, shape):
     torch.manual_seed(0)
-    kw = {"reduction": 4} if name == "SEModule" else {"num_basis": 3}
+    kw = CATALOG[name].config(shape[1], 3)
     seed_module = SEED[name](shape[1], **kw).double().eval()
     x = torch.randn(shape, dtype=torch.float64)
     params = {k: v.numpy() for k, v in seed_module.state_dict().items()}
-    np.testing.assert_allclose(forward(x.numpy(), params), seed_module(x).detach().numpy(), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(forward(x.numpy(), params, kind=CATALOG[name].kind), seed_module(x).detach().numpy(), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 6, 3), (3, 8, 2, 2, 2)])
 def test_reference_gradients_match_float64_autograd(name, shape):
     torch.manual_seed(0)
-    kw = {"reduction": 4} if name == "SEModule" else {"num_basis": 3}
-    module = CATALOG[name].torch(shape[1], **kw).double().train()
+    entry = CATALOG[name]
+    module = entry.build_torch(shape[1], 3, dtype=torch.float64).train()
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     cot = torch.randn(shape, dtype=torch.float64)
     keep, rate = None, 0.0
-    if isinstance(getattr(module, "coeff_dropout", None), torch.nn.Dropout):
-        keep, rate = np.random.default_rng(0).random((shape[0], 3)) > 0.5, module.coeff_dropout.p
+    if entry.dropout:
+        keep, rate = np.random.default_rng(0).random((shape[0], 3)) > 0.5, module.dropout_rate
         with shared_dropout_mask(module, keep):
             y = module(x)
     else:
         y = module(x)
     (y * cot).sum().backward()
     params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
-    grads = backward(x.detach().numpy(), params, cot.numpy(), keep=keep, rate=rate)
-    bounds = backward(x.detach().numpy(), params, cot.numpy(), keep=keep, rate=rate, bound=True)
+    grads = backward(x.detach().numpy(), params, cot.numpy(), kind=CATALOG[name].kind, keep=keep, rate=rate)
+    bounds = backward(x.detach().numpy(), params, cot.numpy(), kind=CATALOG[name].kind, keep=keep, rate=rate, bound=True)
     expected = {"x": x.grad, **{k: p.grad for k, p in module.named_parameters()}}
     assert grads.keys() == expected.keys()
     for key, value in expected.items():

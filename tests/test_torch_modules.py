@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import prcm_torch
-from prcm import MODULES
+from prcm import CATALOG, MODULES
 from seed_modules import SEED
 
 SEED_TABLE = {"PRCM": 1024, "AffinePRCM": 1536, "PRCMNoDropout": 1024, "AffinePRCMNoDropout": 1536,
@@ -20,7 +20,7 @@ def test_parameter_count_matches_seed_table(name):
 @pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("channels,config", [(64, 8), (24, 4), (7, 1)])
 def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, config):
-    kw = {"reduction": min(config, channels)} if name == "SEModule" else {"num_basis": config}
+    kw = {"reduction": min(config, channels)} if CATALOG[name].kind == "se" else {"num_basis": config}
     torch.manual_seed(3)
     seed_module = SEED[name](channels, **kw).eval()
     ours = getattr(prcm_torch, name)(channels, **kw).eval()

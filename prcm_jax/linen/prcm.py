@@ -30,6 +30,8 @@ class _BasisRecalibration(nn.Module):
     """Shared fields and call of the PRCM variants; subclasses set the class attributes."""
 
     num_basis: int = 8
+    dropout_rate: float = 0.0  # a ClassVar in the variants without dropout
+    deterministic: bool | None = _kw(None)
     dtype: Dtype | None = _kw(None)
     param_dtype: Dtype = _kw(jnp.float32)
     precision: PrecisionLike = _kw(None)
@@ -38,8 +40,6 @@ class _BasisRecalibration(nn.Module):
 
     scale_name: ClassVar[str | None]  # submodule holding the scale kernel, if any
     has_shift: ClassVar[bool]  # whether the module owns ``shift_proj``
-    dropout_rate: ClassVar[float] = 0.0  # a field in the dropout variants
-    deterministic: ClassVar[bool | None] = True  # a field in the dropout variants
 
     def __post_init__(self) -> None:
         check_basis_config(type(self).__name__, None, self.num_basis, self.dropout_rate)
@@ -97,7 +97,6 @@ class PRCM(_BasisRecalibration):
     """
 
     dropout_rate: float = 0.5
-    deterministic: bool | None = _kw(None)
     scale_name = "fuser"
     has_shift = False
 
@@ -119,16 +118,16 @@ class AffinePRCM(_BasisRecalibration):
     """
 
     dropout_rate: float = 0.5
-    deterministic: bool | None = _kw(None)
     scale_name = "scale_proj"
     has_shift = True
 
 
-class PRCMNoDropout(_BasisRecalibration):
+class PRCMNoDropout(PRCM):
     """:class:`PRCM` without dropout, Flax linen.
 
     Args:
       num_basis: number of basis vectors ``K``.
+      deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
     >>> m = PRCMNoDropout(4)
@@ -136,24 +135,23 @@ class PRCMNoDropout(_BasisRecalibration):
     (3, 10, 16)
     """
 
-    scale_name = "fuser"
-    has_shift = False
+    dropout_rate: ClassVar[float] = 0.0
 
 
-class AffinePRCMNoDropout(_BasisRecalibration):
+class AffinePRCMNoDropout(AffinePRCM):
     """:class:`AffinePRCM` without dropout, Flax linen.
 
     Args:
       num_basis: number of basis vectors ``K``.
+      deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
-    >>> m = AffinePRCMNoDropout()
+    >>> m = AffinePRCMNoDropout(deterministic=True)
     >>> m.init_with_output(jax.random.key(0), jnp.ones((2, 4, 4, 4, 16)))[0].shape
     (2, 4, 4, 4, 16)
     """
 
-    scale_name = "scale_proj"
-    has_shift = True
+    dropout_rate: ClassVar[float] = 0.0
 
 
 class ShiftOnlyPRCM(_BasisRecalibration):
@@ -161,6 +159,7 @@ class ShiftOnlyPRCM(_BasisRecalibration):
 
     Args:
       num_basis: number of basis vectors ``K``.
+      deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
     >>> y, variables = ShiftOnlyPRCM().init_with_output(jax.random.key(0), jnp.ones((1, 8, 8, 64)))
@@ -168,5 +167,6 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     ((1, 8, 8, 64), ['basis', 'shift_proj'])
     """
 
+    dropout_rate: ClassVar[float] = 0.0
     scale_name = None
     has_shift = True

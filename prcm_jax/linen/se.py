@@ -24,6 +24,7 @@ class SEModule(nn.Module):
 
     Args:
       reduction: bottleneck reduction.
+      deterministic: accepted for drop-in use beside the PRCM modules; SE has no dropout.
       dtype: computation dtype (``None``: promote input and parameters).
       param_dtype: parameter dtype.
       precision: precision of every dot product.
@@ -35,6 +36,7 @@ class SEModule(nn.Module):
     """
 
     reduction: int = 4
+    deterministic: bool | None = dataclasses.field(default=None, kw_only=True)
     dtype: Dtype | None = dataclasses.field(default=None, kw_only=True)
     param_dtype: Dtype = dataclasses.field(default=jnp.float32, kw_only=True)
     precision: PrecisionLike = dataclasses.field(default=None, kw_only=True)
