@@ -53,6 +53,12 @@ def dropout_key(owner: str, rngs: RngsLike | None, default: nnx.RngStream | None
       rngs: ``nnx.Rngs`` (its ``dropout`` stream), an ``nnx.RngStream``, or a key array.
       default: the module's own stream, used when ``rngs`` is ``None``.
     """
+    if rngs is None and default is not None and any(isinstance(v.get_value(), jax.ShapeDtypeStruct) for v in (default.key, default.count)):
+        raise TypeError(
+            f"{owner}: dropout in train mode, but this module's dropout stream is abstract (the model came from "
+            "nnx.eval_shape and a converter filled its weights, not its RNG state); pass rngs= to the call, or build "
+            "the abstract model for inference (deterministic=True, rngs=nnx.Rngs(params=0))"
+        )
     rngs = default if rngs is None else rngs
     if isinstance(rngs, nnx.Rngs):
         return rngs["dropout"]()

@@ -1,6 +1,11 @@
-"""parity converters on single modules: exactness, strictness, atomicity, sources."""
+"""parity converters on single modules: exactness, strictness, atomicity, sources, placement,
+abstract and meta targets, custom parameters."""
 
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,7 @@ from prcm.catalog import CATALOG
 from prcm import MODULES
 from seed_modules import SEED
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]  # float64 needs JAX x64: test_dtypes.py
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]  # float64: test_float64_round_trip_in_x64_mode
 
 
 def _state(module):
@@ -253,3 +258,172 @@ def test_safetensors_headers_are_validated(content, tmp_path):
 def test_a_folder_is_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="is a folder; expected a checkpoint file"):
         torch_to_linen(tmp_path)
+
+
+# -- float64 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_float64_round_trip_in_x64_mode(name):
+    entry = CATALOG[name]
+    torch.manual_seed(0)
+    source = entry.build_torch(24, 4, dtype=torch.float64)
+    with jax.enable_x64(True):
+        model = torch_to_nnx(source, entry.build_nnx(24, 4, param_dtype=jnp.float64))
+        assert {v.dtype for v in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float64")}
+        back = nnx_to_torch(model, entry.build_torch(24, 4, dtype=torch.float64))
+    _assert_identical(_state(source), _state(back))
+
+
+# -- placement: from host memory to where the target lives -------------------------------------
+
+
+def _with_devices(code: str) -> None:
+    """Run ``code`` in a fresh interpreter with 4 CPU devices (JAX fixes its devices at start-up)."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-4000:]
+
+
+_MESH = """
+    import jax, jax.numpy as jnp, numpy as np, torch
+    from flax import nnx
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import parity, prcm_jax, prcm_torch
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    torch.manual_seed(0)
+    source = prcm_torch.AffinePRCM(16, 8)
+    expected = source.basis.detach().numpy()
+"""
+
+
+def test_uncommitted_parameters_stay_uncommitted_and_take_a_sharded_batch():
+    _with_devices(_MESH + """
+    model = prcm_jax.AffinePRCM(16, 8, rngs=nnx.Rngs(0))
+    parity.torch_to_nnx(source, model)
+    assert not model.basis[...].committed and not model.scale_proj.kernel[...].committed
+    x = jax.device_put(jnp.ones((8, 4, 4, 16)), NamedSharding(mesh, P("data")))
+    y = nnx.jit(lambda m, x: m(x, deterministic=True))(model, x)  # raised "incompatible devices" before
+    assert y.sharding.spec == P("data")
+    """)
+
+
+def test_committed_shardings_are_kept_in_nnx_and_linen_targets():
+    _with_devices(_MESH + """
+    sharded = NamedSharding(mesh, P(None, "data"))
+    model = prcm_jax.AffinePRCM(16, 8, rngs=nnx.Rngs(0))
+    model.basis.set_value(jax.device_put(model.basis[...], sharded))
+    parity.torch_to_nnx(source, model)
+    assert model.basis[...].sharding == sharded and np.array_equal(model.basis[...], expected)
+    target = parity.torch_to_linen(source)
+    for basis in (jax.device_put(target["params"]["basis"], sharded), jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=sharded)):
+        target["params"]["basis"] = basis
+        out = parity.torch_to_linen(source, target)["params"]["basis"]
+        assert out.sharding == sharded and np.array_equal(out, expected), out.sharding
+    """)
+
+
+def test_values_go_from_host_memory_straight_to_their_place(monkeypatch):
+    puts = []
+    original = jax.device_put
+    monkeypatch.setattr(jax, "device_put", lambda x, *a, **k: puts.append(type(x)) or original(x, *a, **k))
+    torch_to_nnx(CATALOG["AffinePRCM"].build_torch(16, 4), CATALOG["AffinePRCM"].build_nnx(16, 4))
+    torch_to_linen(CATALOG["SEModule"].build_torch(16))
+    assert len(puts) == 3 + 4 and set(puts) == {np.ndarray}  # never a device array moved again
+
+
+# -- abstract (nnx.eval_shape) and meta-device targets ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_abstract_nnx_target_is_filled(name):
+    entry = CATALOG[name]
+    torch.manual_seed(0)
+    source = entry.build_torch(16, 4).eval()
+    abstract = nnx.eval_shape(lambda: entry.build_nnx(16, 4, rngs=nnx.Rngs(0)))
+    model = torch_to_nnx(source, abstract)
+    params = nnx.state(model, nnx.Param)
+    assert all(isinstance(v, jax.Array) for v in jax.tree.leaves(params))
+    x = torch.randn(2, 16, 5, 5)
+    y = model(jnp.asarray(x.permute(0, 2, 3, 1).numpy()), deterministic=True)
+    np.testing.assert_allclose(np.moveaxis(np.asarray(y), -1, 1), source(x).detach().numpy(), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_meta_torch_skeleton_is_filled(name, api):
+    entry = CATALOG[name]
+    source = entry.build_nnx(16, 4, seed=3)
+    if api == "linen":
+        source = torch_to_linen(nnx_to_torch(source, entry.build_torch(16, 4)))
+    with torch.device("meta"):
+        skeleton = entry.build_torch(16, 4)
+    filled = (nnx_to_torch if api == "nnx" else linen_to_torch)(source, skeleton)
+    assert filled is skeleton and not any(t.is_meta for t in skeleton.state_dict().values())
+    assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in skeleton.parameters())
+    reference = (nnx_to_torch if api == "nnx" else linen_to_torch)(source, entry.build_torch(16, 4))
+    _assert_identical(_state(skeleton), _state(reference))
+
+
+def test_meta_network_with_batchnorm_gets_fresh_torch_only_buffers():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.se = CATALOG["SEModule"].build_torch(4)
+
+    class Twin(nnx.Module):
+        def __init__(self, rngs):
+            self.bn = nnx.BatchNorm(4, rngs=rngs)
+            self.se = CATALOG["SEModule"].build_nnx(4, rngs=rngs)
+
+    with torch.device("meta"):
+        skeleton = Net()
+    nnx_to_torch(Twin(nnx.Rngs(0)), skeleton)
+    assert skeleton.bn.num_batches_tracked.item() == 0 and skeleton.bn.running_var.device.type == "cpu"
+
+
+def test_target_tensors_are_not_copied(monkeypatch):
+    """Only torch-only buffers are read from the target: its weights are never copied out."""
+    target = CATALOG["AffinePRCM"].build_torch(16, 4)
+    copies = []
+    original = torch.Tensor.clone
+    monkeypatch.setattr(torch.Tensor, "clone", lambda t, *a, **k: copies.append(t.shape) or original(t, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: copies.append(t.shape) or t)
+    torch_state_dict(CATALOG["AffinePRCM"].build_nnx(16, 4), target)
+    assert copies == []
+
+
+# -- pairing: layer rules for their layers, every other variable by name ---------------------------
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.randn(4))
+        self.norm = torch.nn.LayerNorm(4)
+        self.register_buffer("running_scale", torch.randn(4))
+
+
+class _Buffer(nnx.Variable):
+    """A custom variable type standing for a torch buffer."""
+
+
+class _NnxScaled(nnx.Module):
+    def __init__(self, rngs):
+        self.scale = nnx.Param(jnp.zeros(4))
+        self.norm = nnx.LayerNorm(4, rngs=rngs)
+        self.running_scale = _Buffer(jnp.zeros(4))
+
+
+def test_plain_parameters_and_custom_variables_convert_by_name():
+    source = _Scaled()
+    model = torch_to_nnx(source, _NnxScaled(nnx.Rngs(0)))
+    np.testing.assert_array_equal(model.scale[...], source.scale.detach().numpy())
+    np.testing.assert_array_equal(model.running_scale[...], source.running_scale.numpy())
+    np.testing.assert_array_equal(model.norm.scale[...], source.norm.weight.detach().numpy())
+    back = nnx_to_torch(model, _Scaled())
+    _assert_identical(_state(source), _state(back))
+    variables = torch_to_linen(source, {"params": {"scale": jnp.zeros(4), "norm": {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}},
+                                        "buffers": {"running_scale": jnp.zeros(4)}})  # fmt: skip
+    np.testing.assert_array_equal(variables["buffers"]["running_scale"], source.running_scale.numpy())
