@@ -17,7 +17,7 @@ from rich.table import Table
 
 import prcm
 from prcm.cli import comma_choices
-from parity.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, MODES, SHAPES, STAGES, Result, cases, run_case
+from parity.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
 
 __all__ = ["main", "parse_args"]
 
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_dtype = {}
     for results in worst.values():
         for r in results:
-            fwd = r.case.mode != "grad"
+            fwd = r.case.mode not in GRAD_MODES
             row = by_dtype.setdefault(r.case.dtype, [0.0, 0.0])
             row[0 if fwd else 1] = max(row[0 if fwd else 1], r.error)
     for dtype, (fwd, grad) in by_dtype.items():

@@ -9,7 +9,14 @@ each against an independent float64 reference:
   with ``keep_mask``; torch applies it through :func:`parity.shared_dropout_mask`);
 * ``grad``: gradients of ``sum(y * cotangent)`` in train mode with respect to the input
   and every parameter, the JAX gradients mapped back to torch names and layouts through
-  the converter, against float64 autograd.
+  the converter, against float64 autograd. The cotangent is zero on the last half of the
+  spatial positions, where the input gradient is the part through the spatial mean alone:
+  it is compared on its own as ``x (mean path)``.
+* ``mean-path``: ``grad`` on a positive input, positive weights and a positive cotangent
+  (zero on the last half of the positions). Nothing cancels, so the error bound is as
+  tight as the values and the gradient through the spatial mean, which ``grad`` cannot
+  resolve in bfloat16 where sums cancel (its size is then below the bound of one
+  rounding), is checked to a few eps in every dtype.
 
 Errors are in units of the dtype's eps, measured two ways (per tensor, worst kept):
 
@@ -46,11 +53,13 @@ from parity.precision import pinned_precision
 from parity.reference import backward, error_in_eps, forward
 from prcm_jax.functional import keep_mask
 
-__all__ = ["Case", "Result", "DIRECTIONS", "MODES", "DTYPES", "DEFAULT_DTYPES", "SHAPES", "REF_LIMITS", "STAGES", "bound_limit",
+__all__ = ["Case", "Result", "DIRECTIONS", "MODES", "GRAD_MODES", "DTYPES", "DEFAULT_DTYPES", "SHAPES", "REF_LIMITS", "STAGES", "bound_limit",
            "cases", "run_case"]
 
 DIRECTIONS: tuple[str, ...] = ("torch->nnx", "nnx->torch", "torch->linen", "linen->torch")
-MODES: tuple[str, ...] = ("eval", "train", "grad")
+MODES: tuple[str, ...] = ("eval", "train", "grad", "mean-path")
+#: Modes that compare gradients.
+GRAD_MODES: tuple[str, ...] = ("grad", "mean-path")
 #: dtype name -> (torch dtype, NumPy dtype)
 DTYPES: dict[str, tuple[torch.dtype, np.dtype]] = {
     "float32": (torch.float32, np.dtype(np.float32)),
@@ -230,9 +239,23 @@ def _scaled(tree, scale: float):
     return jax.tree.map(lambda v: (v * scale).astype(v.dtype), tree)
 
 
+def _positive(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """``mean-path`` weights: ``|w|`` rescaled to a mean of ``scale / sqrt(size)`` (size: the
+    number of entries, ``fan_in * fan_out`` for a matrix), so that no sum cancels, the sigmoids
+    stay away from saturation and the gradient through the mean stays far above the dtype's
+    underflow threshold, forward and backward alike."""
+    out = {}
+    for k, v in state.items():
+        a = v.double().abs()
+        out[k] = (a * (scale / max(float(a.mean()), 1e-30) / np.sqrt(a.numel()))).to(v.dtype)
+    return out
+
+
 def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype) -> tuple[torch.nn.Module, _Jax]:
-    """Source module with random weights (times ``weight_scale``), converted into the other framework."""
+    """Source module with random weights (times ``weight_scale``; :func:`_positive` in
+    ``mean-path`` mode), converted into the other framework."""
     channels = case.shape[1]
+    positive = case.mode == "mean-path"
     torch.manual_seed(case.seed)
     torch_model = twin.build_torch(channels, case.num_basis, dtype=torch_dtype)
     source, target = case.direction.split("->")
@@ -240,12 +263,16 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
         with torch.no_grad():
             for p in torch_model.parameters():
                 p.mul_(case.weight_scale)
+        if positive:
+            torch_model.load_state_dict(_positive(torch_model.state_dict(), case.weight_scale))
     if "nnx" in (source, target):
         model = twin.build_nnx(channels, case.num_basis, seed=case.seed + 1, param_dtype=np_dtype)
         if source == "torch":
             torch_to_nnx(torch_model, model)
         else:
             nnx.update(model, _scaled(nnx.state(model, nnx.Param), case.weight_scale))
+            if positive:  # the NNX model's own weights, made positive (the converters are exact both ways)
+                torch_to_nnx(_positive(torch_state_dict(model, torch_model), case.weight_scale), model)
             nnx_to_torch(model, torch_model)
         return torch_model, _Jax(model=model)
     linen_model = twin.build_linen(channels, case.num_basis, param_dtype=np_dtype)
@@ -254,6 +281,8 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
     else:
         x = jnp.zeros((1, *case.shape[2:], channels), np_dtype)
         variables = _scaled(linen_model.init(jax.random.key(case.seed + 1), x, deterministic=True), case.weight_scale)
+        if positive:
+            variables = torch_to_linen(_positive(torch_state_dict(variables, torch_model), case.weight_scale), variables)
         linen_to_torch(variables, torch_model)
     return torch_model, _Jax(linen_model=linen_model, variables=variables)
 
@@ -269,6 +298,15 @@ def _torch_grads(model: torch.nn.Module, x: torch.Tensor, cot: torch.Tensor, mas
     return grads
 
 
+def _mean_path(a: np.ndarray) -> np.ndarray:
+    """The last half of the spatial positions, where ``grad`` mode zeroes the cotangent: there
+    the input gradient is the gradient through the spatial mean alone (``d_ctx / n``),
+    checked on its own scale, since next to ``cot * scale`` it is too small to see in low
+    precision. Empty for a single spatial position."""
+    flat = a.reshape(*a.shape[:2], -1)
+    return flat[:, :, flat.shape[-1] - flat.shape[-1] // 2 :]
+
+
 def run_case(case: Case) -> Result:
     """Run one case; the errors are the worst of both frameworks over every compared tensor."""
     if case.dtype == "float64" and not jax.config.read("jax_enable_x64"):
@@ -278,7 +316,8 @@ def run_case(case: Case) -> Result:
     torch_dtype, np_dtype = DTYPES[case.dtype]
     eps = float(ml_dtypes.finfo(np_dtype).eps)
     rng = np.random.default_rng(case.seed)
-    x = rng.standard_normal(case.shape).astype(np_dtype)
+    x = rng.standard_normal(case.shape)
+    x = (np.abs(x) if case.mode == "mean-path" else x).astype(np_dtype)
     x_last = jnp.asarray(np.moveaxis(x, 1, -1))
     with pinned_precision():
         torch_model, jax_side = _build(case, twin, torch_dtype, np_dtype)
@@ -300,12 +339,16 @@ def run_case(case: Case) -> Result:
             got_jax = {"y": np.moveaxis(np.asarray(jax_side(x_last, key)), -1, 1)}
         else:
             cot = rng.standard_normal(case.shape).astype(np.promote_types(np_dtype, np.float32))
+            cot = np.abs(cot) if case.mode == "mean-path" else cot
+            _mean_path(cot)[...] = 0.0
             refs = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate)
             bounds = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate, bound=True)
             got_torch = _torch_grads(torch_model, to_torch(x), torch.from_numpy(cot), mask)
             g_x, g_vars = jax_side.grads(x_last, key, jnp.asarray(np.moveaxis(cot, 1, -1)))
             got_jax = {k: to_numpy(v) for k, v in torch_state_dict(g_vars, torch_model).items()}
             got_jax["x"] = np.moveaxis(np.asarray(g_x), -1, 1)
+            for grads in (refs, bounds, got_torch, got_jax):
+                grads["x (mean path)"] = _mean_path(grads["x"])
     # Underflow: a result below the dtype's smallest normal number may be flushed to zero, an
     # absolute error of up to `tiny` per rounding, which relative bounds cannot see.
     floor = float(ml_dtypes.finfo(np_dtype).tiny) / eps
@@ -315,7 +358,7 @@ def run_case(case: Case) -> Result:
             scale = max(float(np.max(bounds[name][np.isfinite(bounds[name])], initial=0.0)), floor)
             errors[f"{side} {name}"] = (error_in_eps(got[name], ref, eps), error_in_eps(got[name], ref, eps, scale))
     which = max(errors, key=lambda k: (errors[k][1], errors[k][0]))
-    grad = case.mode == "grad"
+    grad = case.mode in GRAD_MODES
     return Result(
         case,
         error=max(e[0] for e in errors.values()),

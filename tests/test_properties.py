@@ -55,7 +55,7 @@ def test_float64_in_x64_mode():
     done = subprocess.run([sys.executable, "-m", "parity", "--quick", "--dtypes", "float64"],
                           capture_output=True, text=True, env=env)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "all 72 cases passed" in done.stdout and "float64: worst forward" in done.stdout
+    assert "all 96 cases passed" in done.stdout and "float64: worst forward" in done.stdout
 
 
 def test_float64_without_x64_is_refused_clearly():
