@@ -46,7 +46,7 @@ from parity.arrays import to_numpy
 from parity.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
 
-__all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "train_torch", "make_train_step", "shard", "main"]
+__all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "train_torch", "train_step", "shard", "main"]
 
 BLOCKS: tuple[str, ...] = ("none", "PRCM", "AffinePRCM", "ShiftOnlyPRCM", "SEModule")
 WIDTHS = (16, 32)
@@ -121,8 +121,10 @@ class Block(nnx.Module):
 class Net(nnx.Module):
     """The digits CNN in Flax NNX, ``(B, 8, 8, 1)`` -> ``(B, 10)`` logits.
 
-    ``model.train()`` / ``model.eval()`` switch BatchNorm and dropout together; in train mode
-    ``rngs=key`` gives every recalibration block the dropout mask ``keep_mask(key, ...)``.
+    ``model.train()`` / ``model.eval()`` (or ``nnx.view``) switch BatchNorm and dropout
+    together. In train mode each recalibration block draws its masks from its own dropout
+    stream; ``rngs=key`` instead gives every block the mask ``keep_mask(key, ...)``, which
+    is what the gradient check needs to reproduce the step in PyTorch.
 
     Args:
       block: recalibration in each block (see :data:`BLOCKS`).
@@ -206,27 +208,28 @@ def torch_logits(model: TorchNet, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
+@nnx.jit
+def _logits(model: Net, x: jax.Array) -> jax.Array:
+    return model(x)
+
+
 def jax_logits(model: Net, x: np.ndarray) -> np.ndarray:
-    """Eval-mode logits of the NNX model (channels-first input)."""
+    """Eval-mode logits of the NNX model (channels-first input); compiled once per shape."""
     model.eval()
-    return np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(channels_last(x))))
+    return np.asarray(_logits(model, jnp.asarray(channels_last(x))))
 
 
-def loss_fn(model: Net, x: jax.Array, y: jax.Array, key: jax.Array | None) -> jax.Array:
-    """Mean cross-entropy of the NNX model in its current mode."""
+def loss_fn(model: Net, x: jax.Array, y: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """Mean cross-entropy of the NNX model in its current mode (``key``: one mask for every block)."""
     return optax.softmax_cross_entropy_with_integer_labels(model(x, key), y).mean()
 
 
-def make_train_step():
-    """One jitted optax step on the NNX model: returns the loss."""
-
-    @nnx.jit
-    def step(model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, key: jax.Array) -> jax.Array:
-        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y, key)
-        optimizer.update(model, grads)
-        return loss
-
-    return step
+@nnx.jit
+def train_step(model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    """One optax step on the NNX model, each block drawing its own dropout masks; returns the loss."""
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
 
 
 def shard(mesh: Mesh, *arrays: np.ndarray) -> list[jax.Array]:
@@ -240,23 +243,21 @@ def replicate(mesh: Mesh, *nodes: nnx.Module | nnx.Optimizer) -> None:
     nnx.update(nodes, jax.device_put(state, NamedSharding(mesh, PartitionSpec())))
 
 
-def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3,
               mesh: Mesh | None = None, on_epoch: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
     """Adam (optax, ``nnx.Optimizer``) with the batch split across the mesh's devices (all, by
-    default); returns the mean loss per epoch (``on_epoch`` runs after each)."""
+    default), dropout drawn from each block's own stream; returns the mean loss per epoch
+    (``on_epoch`` runs after each)."""
     mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
     optimizer = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     replicate(mesh, model, optimizer)
-    step = make_train_step()
-    key = jax.random.key(seed)
     losses = []
     model.train()
     for epoch in range(epochs):
         total, steps = 0.0, 0
         for x, y in data.batches(batch, seed=1000 + epoch):
-            key, sub = jax.random.split(key)
             xs, ys = shard(mesh, channels_last(x), y)
-            total, steps = total + float(step(model, optimizer, xs, ys, sub)), steps + 1
+            total, steps = total + float(train_step(model, optimizer, xs, ys)), steps + 1
         losses.append(total / steps)
         if on_epoch:
             on_epoch()

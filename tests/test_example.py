@@ -8,12 +8,17 @@ import sys
 import textwrap
 
 import numpy as np
+import optax
 import pytest
 import safetensors.torch
 import torch
 from flax import nnx
 
+import jax
+import jax.numpy as jnp
+
 import parity
+import prcm_jax.functional
 from prcm_examples import digits
 
 LIMIT = 64  # eps x max|value|, a whole network in float32
@@ -64,6 +69,37 @@ def test_finetuned_weights_go_back_to_torch(data, trained, tmp_path):
     back.load_state_dict(safetensors.torch.load_file(path), strict=True)
     np.testing.assert_array_equal(digits.torch_logits(back, data.x_test).argmax(-1),
                                   digits.jax_logits(model, data.x_test).argmax(-1))  # fmt: skip
+
+
+def test_training_gives_each_block_its_own_dropout_masks(data, monkeypatch):
+    """The shared mask belongs to the gradient check only (rngs=key); training draws per block."""
+    masks = []
+    original = prcm_jax.functional.keep_mask
+    monkeypatch.setattr(prcm_jax.functional, "keep_mask", lambda *a: masks.append(np.asarray(original(*a))) or masks[-1])
+    model = digits.Net("AffinePRCM", rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    model.train()
+    x, y = jnp.asarray(digits.channels_last(data.x_train[:64])), jnp.asarray(data.y_train[:64])
+    with jax.disable_jit():  # the training step itself, op by op, so the spy sees concrete masks
+        digits.train_step(model, optimizer, x, y)
+        digits.train_step(model, optimizer, x, y)
+    assert len(masks) == 4 and not np.array_equal(masks[0], masks[1])
+    assert not np.array_equal(masks[0], masks[2])  # the streams advance from step to step
+    masks.clear()
+    model(x, jax.random.key(0))
+    assert len(masks) == 2 and np.array_equal(masks[0], masks[1])
+
+
+def test_evaluation_compiles_once(data, monkeypatch):
+    traces = []
+    original = digits.Net.__call__
+    monkeypatch.setattr(digits.Net, "__call__", lambda self, *a: traces.append(1) or original(self, *a))
+    model = digits.Net("AffinePRCM", rngs=nnx.Rngs(0))
+    x = data.x_test[:37]  # a batch size no other test compiles
+    first = digits.jax_logits(model, x)
+    for _ in range(2):
+        np.testing.assert_array_equal(digits.jax_logits(model, x), first)
+    assert len(traces) == 1
 
 
 SHARDED = textwrap.dedent("""
