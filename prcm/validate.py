@@ -165,13 +165,12 @@ def check_input(
     ...
     ValueError: PRCM: expected 64 channels on axis 1 of the input (B, C, *spatial), got 32 (shape (2, 32, 8, 8))
     """
-    shape = tuple(int(d) for d in shape)
-    if len(shape) >= 3 and not is_floating:
+    shape = check_rank(owner, shape, channels_last=channels_last)
+    if not is_floating:
         raise TypeError(f"{owner}: expected a floating-point input, got dtype {dtype}")
     axis = len(shape) - 1 if channels_last else 1
-    if len(shape) >= 3 and channels is not None and shape[axis] != channels:
+    if channels is not None and shape[axis] != channels:
         raise ValueError(
             f"{owner}: expected {channels} channels on axis {axis} of the input {_layout(channels_last)}, "
             f"got {shape[axis]} (shape {shape})"
         )
-    check_rank(owner, shape, channels_last=channels_last)
