@@ -10,7 +10,8 @@ Linen twins with the same names live in :mod:`prcm_jax.linen`; the shared math i
 (1, 32, 32, 64)
 """
 
+from prcm_jax.params import LinearParams
 from prcm_jax.prcm import PRCM, AffinePRCM, AffinePRCMNoDropout, PRCMNoDropout, ShiftOnlyPRCM
 from prcm_jax.se import SEModule
 
-__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "SEModule"]
+__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "SEModule", "LinearParams"]
