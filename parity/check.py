@@ -12,8 +12,8 @@ each against an independent float64 reference:
   the converter, against float64 autograd. The cotangent is zero on the last half of the
   spatial positions, where the input gradient is the part through the spatial mean alone:
   it is compared on its own as ``x (mean path)``.
-* ``mean-path``: ``grad`` on a positive input, positive weights and a positive cotangent
-  (zero on the last half of the positions). Nothing cancels, so the error bound is as
+* ``mean-path``: ``grad`` on a positive input, positive weights (:func:`_positive`, which
+  replaces ``weight_scale``) and a positive cotangent (zero on the last half of the positions). Nothing cancels, so the error bound is as
   tight as the values and the gradient through the spatial mean, which ``grad`` cannot
   resolve in bfloat16 where sums cancel (its size is then below the bound of one
   rounding), is checked to a few eps in every dtype.
@@ -239,15 +239,15 @@ def _scaled(tree, scale: float):
     return jax.tree.map(lambda v: (v * scale).astype(v.dtype), tree)
 
 
-def _positive(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
-    """``mean-path`` weights: ``|w|`` rescaled to a mean of ``scale / sqrt(size)`` (size: the
-    number of entries, ``fan_in * fan_out`` for a matrix), so that no sum cancels, the sigmoids
-    stay away from saturation and the gradient through the mean stays far above the dtype's
-    underflow threshold, forward and backward alike."""
+def _positive(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``mean-path`` weights: ``|w|`` rescaled to a mean of ``1 / sqrt(size)`` (size: the number
+    of entries, ``fan_in * fan_out`` for a matrix), whatever ``weight_scale`` was, so that no sum
+    cancels, the sigmoids stay away from saturation and the gradient through the mean stays far
+    above the dtype's underflow threshold, forward and backward alike."""
     out = {}
     for k, v in state.items():
         a = v.double().abs()
-        out[k] = (a * (scale / max(float(a.mean()), 1e-30) / np.sqrt(a.numel()))).to(v.dtype)
+        out[k] = (a / max(float(a.mean()), 1e-30) / np.sqrt(a.numel())).to(v.dtype)
     return out
 
 
@@ -264,7 +264,7 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
             for p in torch_model.parameters():
                 p.mul_(case.weight_scale)
         if positive:
-            torch_model.load_state_dict(_positive(torch_model.state_dict(), case.weight_scale))
+            torch_model.load_state_dict(_positive(torch_model.state_dict()))
     if "nnx" in (source, target):
         model = twin.build_nnx(channels, case.num_basis, seed=case.seed + 1, param_dtype=np_dtype)
         if source == "torch":
@@ -272,7 +272,7 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
         else:
             nnx.update(model, _scaled(nnx.state(model, nnx.Param), case.weight_scale))
             if positive:  # the NNX model's own weights, made positive (the converters are exact both ways)
-                torch_to_nnx(_positive(torch_state_dict(model, torch_model), case.weight_scale), model)
+                torch_to_nnx(_positive(torch_state_dict(model, torch_model)), model)
             nnx_to_torch(model, torch_model)
         return torch_model, _Jax(model=model)
     linen_model = twin.build_linen(channels, case.num_basis, param_dtype=np_dtype)
@@ -282,7 +282,7 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
         x = jnp.zeros((1, *case.shape[2:], channels), np_dtype)
         variables = _scaled(linen_model.init(jax.random.key(case.seed + 1), x, deterministic=True), case.weight_scale)
         if positive:
-            variables = torch_to_linen(_positive(torch_state_dict(variables, torch_model), case.weight_scale), variables)
+            variables = torch_to_linen(_positive(torch_state_dict(variables, torch_model)), variables)
         linen_to_torch(variables, torch_model)
     return torch_model, _Jax(linen_model=linen_model, variables=variables)
 
@@ -339,7 +339,8 @@ def run_case(case: Case) -> Result:
             got_jax = {"y": np.moveaxis(np.asarray(jax_side(x_last, key)), -1, 1)}
         else:
             cot = rng.standard_normal(case.shape).astype(np.promote_types(np_dtype, np.float32))
-            cot = np.abs(cot) if case.mode == "mean-path" else cot
+            if case.mode == "mean-path":  # positive, and / sqrt(n) so that no sum of n positive terms overflows float16
+                cot = (np.abs(cot) / np.sqrt(np.prod(case.shape[2:]))).astype(cot.dtype)
             _mean_path(cot)[...] = 0.0
             refs = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate)
             bounds = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate, bound=True)

@@ -34,7 +34,9 @@ import safetensors.torch
 import torch
 from flax import nnx
 from flax import traverse_util
+from flax.core import meta
 from flax.nnx import variablelib
+from jax.sharding import AbstractMesh, NamedSharding, Sharding
 from torch import nn
 
 from parity.arrays import numpy_dtype, to_numpy, to_torch
@@ -167,11 +169,36 @@ def _flax_candidates(modules: Path) -> list[Path]:
     return sorted({sum(choice, ()) for choice in itertools.product(*options)}, key=len)
 
 
-def _rules(leaf: _Leaf) -> list[Rule]:
-    """The layer rule for the leaf's name (if any), then the rule that keeps the name."""
+def _match(
+    leaf: _Leaf, index: Mapping[Path, list[str]], owners: Mapping[str, nn.Module]
+) -> tuple[dict[str, Rule], dict[str, str]]:
+    """The torch keys a Flax leaf pairs with, and the keys its layer rule found on a torch layer of
+    another kind (with why not). A key of the leaf's own name wins (a plain parameter, ``basis``);
+    otherwise the layer rule for its name applies, to layers of its kind (any, for a state_dict)."""
     name = str(leaf.path[-1])
+    paths = _flax_candidates(leaf.path[:-1])
+    by_name = Rule(name, name, leaf.collection)
     layer = _BY_FLAX.get((leaf.collection, name))
-    return [rule for rule in (layer, Rule(name, name, leaf.collection)) if rule is not None]
+    exact = [k for c in paths for k in index.get(c + (name,), ())]
+    if exact or layer is None:
+        return {key: by_name for key in exact}, {}
+    found, wrong = {}, {}
+    for key in (k for c in paths for k in index.get(c + (layer.torch,), ())):
+        owner = owners.get(key.rpartition(".")[0])
+        if owner is None or isinstance(owner, layer.layers):
+            found[key] = layer
+        else:
+            wrong[key] = (f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
+                          f"'{layer.flax}' (for {', '.join(t.__name__ for t in layer.layers)})")  # fmt: skip
+    return found, wrong
+
+
+def _expected(leaf: _Leaf) -> str:
+    """The torch key(s) a leaf with no match was looking for, for the message."""
+    path = ".".join(map(str, _flax_candidates(leaf.path[:-1])[0]))
+    layer = _BY_FLAX.get((leaf.collection, str(leaf.path[-1])))
+    names = [layer.torch] if layer else []
+    return " or ".join(f"{path}.{n}" if path else n for n in dict.fromkeys([*names, str(leaf.path[-1])]))
 
 
 def _kind(owner: nn.Module) -> str:
@@ -182,12 +209,13 @@ def _is_builtin(module: nn.Module) -> bool:
     return type(module).__module__.startswith("torch.nn.")
 
 
-def _layer_problems(module: nn.Module) -> list[str]:
-    problems = []
+def _layer_problems(module: nn.Module) -> dict[str, str]:
+    """Built-in torch layers with weights that no rule covers, by their name in ``module``."""
+    problems = {}
     for name, sub in module.named_modules():
         own = [n for n, _ in itertools.chain(sub.named_parameters(recurse=False), sub.named_buffers(recurse=False))]
         if own and _is_builtin(sub) and type(sub) not in SUPPORTED_LAYERS:
-            problems.append(
+            problems[name] = (
                 f"unsupported torch layer nn.{type(sub).__name__} at '{name}' (parameters {own}); "
                 f"supported: {', '.join(sorted(t.__name__ for t in SUPPORTED_LAYERS))}"
             )
@@ -196,7 +224,8 @@ def _layer_problems(module: nn.Module) -> list[str]:
 
 def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], module: nn.Module | None) -> list[_Pair]:
     """Pair every Flax leaf with exactly one torch key, or raise once with every problem."""
-    problems = _layer_problems(module) if module is not None else []
+    unsupported = _layer_problems(module) if module is not None else {}
+    problems = list(unsupported.values())
     index: dict[Path, list[str]] = defaultdict(list)
     for key in state:
         if key.rsplit(".", 1)[-1] not in _TORCH_ONLY:
@@ -204,32 +233,26 @@ def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], mod
     owners = dict(module.named_modules()) if module is not None else {}
     pairs, uses = [], Counter()
     for leaf in leaves:
-        paths = _flax_candidates(leaf.path[:-1])
-        rules = _rules(leaf)
-        found: dict[str, Rule] = {}
-        wrong_kind: list[str] = []  # a layer rule's key whose torch layer is of another kind
-        for rule in rules:
-            for key in (k for c in paths for k in index.get(c + (rule.torch,), ())):
-                owner = owners.get(key.rpartition(".")[0])
-                if rule.layers and owner is not None and not isinstance(owner, rule.layers):
-                    wrong_kind.append(f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
-                                      f"'{rule.flax}' (for {', '.join(t.__name__ for t in rule.layers)})")  # fmt: skip
-                    uses[key] += 1
-                else:
-                    found.setdefault(key, rule)
+        found, wrong = _match(leaf, index, owners)
+        blocked = [key for key in (*found, *wrong) if key.rpartition(".")[0] in unsupported]
+        if blocked:  # its torch layer is reported as unsupported, once
+            uses.update(blocked)
+            continue
         hits = sorted(found)
         uses.update(hits)
-        if wrong_kind and not hits:
-            problems += wrong_kind
+        if not hits and wrong:
+            problems += wrong.values()
+            uses.update(list(wrong))  # reported here, not again as a key with no Flax variable
         elif not hits:
-            guess = " or ".join(dict.fromkeys(".".join(map(str, paths[0] + (r.torch,))) for r in rules))
-            problems.append(f"Flax '{leaf.name}' {leaf.shape} has no torch key (expected '{guess}')")
+            problems.append(f"Flax '{leaf.name}' {leaf.shape} has no torch key (expected '{_expected(leaf)}')")
         elif len(hits) > 1:
             problems.append(f"Flax '{leaf.name}' is ambiguous: it matches torch keys {hits}")
         else:
             pairs.append(_Pair(leaf, hits[0], found[hits[0]]))
     for keys in index.values():
         for key in keys:
+            if uses[key] == 0 and key.rpartition(".")[0] in unsupported:
+                continue
             if uses[key] != 1:
                 problems.append(f"torch '{key}' {tuple(state[key].shape)} " + (
                     "has no Flax variable" if uses[key] == 0 else "is ambiguous: several Flax variables match it"))  # fmt: skip
@@ -260,12 +283,16 @@ def _leaf(path: Path, collection: str, value: Any) -> _Leaf:
 
 
 def _collection(var: nnx.Variable) -> str:
-    """The linen collection an NNX variable type stands for (``params``, ``batch_stats``, or a
-    custom ``nnx.Variable`` subclass's registered name, else its class name)."""
-    try:
-        return variablelib.variable_name_from_type(type(var))
-    except ValueError:
-        return type(var).__name__
+    """The linen collection an NNX variable type stands for: the registered name of its class or
+    of the nearest registered base (``params``, ``batch_stats``), else its class name."""
+    for cls in type(var).__mro__:  # a subclass of nnx.Param (nnx.LoRAParam, ...) is a 'params'
+        if cls is nnx.Variable:
+            break
+        try:
+            return variablelib.variable_name_from_type(cls)
+        except ValueError:
+            continue
+    return type(var).__name__
 
 
 def _nnx_leaves(model: nnx.Module) -> tuple[list[_Leaf], dict[Path, Any]]:
@@ -292,9 +319,17 @@ def _linen_leaves(variables: Mapping[str, Any]) -> tuple[list[_Leaf], dict[Path,
     leaves, values = [], {}
     for collection in _linen_collections(variables):
         for path, value in traverse_util.flatten_dict(dict(variables[collection])).items():
-            leaves.append(_leaf(path, collection, value))
-            values[(collection, *path)] = value
+            leaves.append(_leaf(path, collection, _unboxed(value)))
+            values[(collection, *path)] = value  # boxed as given (nn.Partitioned), for placement
     return leaves, values
+
+
+def _unboxed(value: Any) -> Any:
+    """The array inside a linen metadata box (``nn.with_partitioning``'s ``nn.Partitioned``),
+    as it is (no sharding constraint applied)."""
+    if isinstance(value, meta.Partitioned):
+        return value.unbox(apply_constraint=False)
+    return value.unbox() if isinstance(value, meta.AxisMetadata) else value
 
 
 def _flax_leaves(source: FlaxSource) -> tuple[list[_Leaf], dict[Path, Any]]:
@@ -304,25 +339,66 @@ def _flax_leaves(source: FlaxSource) -> tuple[list[_Leaf], dict[Path, Any]]:
 # -- torch -> Flax --------------------------------------------------------------------------
 
 
-def _place(value: np.ndarray, like: Any) -> jax.Array:
-    """Host memory straight to where ``like`` (the target's array, or its abstract
-    ``ShapeDtypeStruct``) says: its sharding when it is committed to one (or, abstract, names
-    one), else uncommitted on the default device, as ``like`` was."""
+def _where(like: Any) -> Sharding | None:
+    """Where the target's value (an array, a ``ShapeDtypeStruct`` or a linen ``nn.Partitioned``
+    box) lives: its sharding when committed to one, or named by the abstract value or box;
+    ``None`` (uncommitted, the default device) otherwise. A sharding on an abstract mesh (from
+    ``nnx.eval_shape`` under ``jax.set_mesh``) resolves against the mesh set now."""
+    if isinstance(like, meta.Partitioned):
+        inner = _where(_unboxed(like))
+        mesh = like.mesh or jax.sharding.get_mesh()
+        return inner if inner is not None or mesh.empty else NamedSharding(mesh, like.get_partition_spec())
     sharding = getattr(like, "sharding", None)
-    committed = like.committed if isinstance(like, jax.Array) else sharding is not None
-    return jax.device_put(value, sharding if committed else None)
+    if not (like.committed if isinstance(like, jax.Array) else sharding is not None):
+        return None
+    if isinstance(sharding, NamedSharding) and isinstance(sharding.mesh, AbstractMesh):
+        mesh = jax.sharding.get_mesh()
+        if mesh.empty or mesh.abstract_mesh != sharding.mesh:
+            raise ValueError(f"its sharding {sharding.spec} is on an abstract mesh {dict(sharding.mesh.shape)}; "
+                             "convert inside `with jax.set_mesh(mesh):` with that mesh")  # fmt: skip
+        return NamedSharding(mesh, sharding.spec)
+    return sharding
 
 
-def _to_flax(pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor], current: Mapping[Path, Any]) -> dict[_Leaf, jax.Array]:
-    out = {}
+def _to_flax(
+    what: str, pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor], current: Mapping[Path, Any]
+) -> dict[_Leaf, Any]:
+    """Each torch value in Flax layout, from host memory straight to where the target's was
+    (every place is resolved first, so a bad one converts nothing); boxes stay boxed."""
+    places, problems = {}, []
     for p in pairs:
-        tensor = state[p.key]
-        value = np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim)))
-        out[p.leaf] = _place(value, current[(p.leaf.collection, *p.leaf.path)])
+        try:
+            places[p] = _where(current[(p.leaf.collection, *p.leaf.path)])
+        except ValueError as err:
+            problems.append(f"Flax '{p.leaf.name}': {err}")
+    if problems:
+        raise ConversionError(what, problems)
+    out = {}
+    for p, place in places.items():
+        tensor, like = state[p.key], current[(p.leaf.collection, *p.leaf.path)]
+        value = jax.device_put(np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim))), place)
+        out[p.leaf] = like.replace_boxed(value) if isinstance(like, meta.AxisMetadata) else value
     return out
 
 
-def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
+def _fill_abstract_rng_state(model: nnx.Module, seed: int) -> None:
+    """RNG state still abstract (an ``nnx.eval_shape`` target; checkpoints hold none) starts
+    from ``seed``: stream ``i`` (in state order) gets ``fold_in(key(seed), i)``, counts start at 0."""
+    flat = []
+    for i, (path, var) in enumerate(nnx.to_flat_state(nnx.state(model, nnx.RngState))):
+        like = var.get_value()
+        if isinstance(like, jax.ShapeDtypeStruct):
+            if isinstance(var, nnx.RngKey):
+                key = jax.random.fold_in(jax.random.key(seed), i)
+                value = jax.random.split(key, like.shape) if like.shape else key
+            else:
+                value = jnp.zeros(like.shape, like.dtype)
+            flat.append((path, jax.device_put(value, _where(like))))
+    if flat:
+        nnx.update(model, nnx.from_flat_state(flat))
+
+
+def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module, *, seed: int = 0) -> nnx.Module:
     """Copy every weight of a PyTorch model into an NNX model, in place.
 
     Args:
@@ -333,6 +409,9 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
         sown intermediates are left as they are). Each value goes from host memory straight
         to where the target's lived: its sharding when committed (or named by the abstract
         value), else uncommitted on the default device.
+      seed: an abstract target's RNG state (dropout streams), which no checkpoint holds,
+        starts from this seed (stream ``i`` gets ``fold_in(key(seed), i)``), so the model runs
+        under ``nnx.jit`` and in train mode; a concrete target's RNG state is left alone.
 
     Returns:
       ``nnx_module``, for chaining.
@@ -349,8 +428,9 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module) -> nnx.Module:
     """
     state, module = load_state_dict(source)
     leaves, current = _nnx_leaves(nnx_module)
-    values = _to_flax(_pair("torch -> nnx", leaves, state, module), state, current)
+    values = _to_flax("torch -> nnx", _pair("torch -> nnx", leaves, state, module), state, current)
     nnx.update(nnx_module, nnx.from_flat_state([(leaf.path, value) for leaf, value in values.items()]))
+    _fill_abstract_rng_state(nnx_module, seed)
     return nnx_module
 
 
@@ -375,7 +455,7 @@ def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None)
     if target is None:
         target = _linen_target(state)
     leaves, current = _linen_leaves(target)
-    values = _to_flax(_pair("torch -> linen", leaves, state, module), state, current)
+    values = _to_flax("torch -> linen", _pair("torch -> linen", leaves, state, module), state, current)
     out = dict(target)  # run-time collections (intermediates, cache) pass through
     for collection in _linen_collections(target):
         flat = {leaf.path: value for leaf, value in values.items() if leaf.collection == collection}
@@ -429,7 +509,7 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     for key, tensor in state.items():
         if key in pairs:
             p = pairs[key]
-            value = np.asarray(values[(p.leaf.collection, *p.leaf.path)])
+            value = np.asarray(_unboxed(values[(p.leaf.collection, *p.leaf.path)]))
             out[key] = to_torch(np.ascontiguousarray(np.transpose(value, p.rule.torch_axes(value.ndim))))
         else:  # a torch-only buffer
             out[key] = torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)

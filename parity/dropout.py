@@ -25,7 +25,8 @@ def shared_dropout_mask(module: nn.Module, keep: np.ndarray | torch.Tensor) -> I
     """Inside the block, every PRCM-family block of ``module`` with dropout applies ``keep`` in train mode.
 
     The blocks are found through the catalog (:mod:`prcm.catalog`): instances of its torch
-    classes with a positive ``dropout_rate``, anywhere in ``module`` (a timm network included).
+    classes anywhere in ``module`` (a timm network included) whose dropout layer, the
+    attribute the catalog names, is an ``nn.Dropout`` (not an ``nn.Identity`` at rate 0).
 
     The output is ``coeff * keep * (1 / (1 - p))``, the arithmetic of ``torch.nn.Dropout``
     (a dropped NaN stays NaN), with the given mask instead of a fresh draw.
@@ -44,11 +45,12 @@ def shared_dropout_mask(module: nn.Module, keep: np.ndarray | torch.Tensor) -> I
     keep = torch.as_tensor(keep) if isinstance(keep, torch.Tensor) else to_torch(np.asarray(keep))
     if keep.dtype != torch.bool:
         raise TypeError(f"shared_dropout_mask: expected a boolean keep-mask, got {keep.dtype}")
-    classes = tuple(entry.torch for entry in CATALOG.values() if entry.dropout)
-    layers = [m.coeff_dropout for m in module.modules() if isinstance(m, classes) and m.dropout_rate > 0]
+    entries = [entry for entry in CATALOG.values() if entry.dropout]
+    found = (getattr(m, e.dropout) for m in module.modules() for e in entries if isinstance(m, e.torch))
+    layers = list({id(layer): layer for layer in found if isinstance(layer, nn.Dropout)}.values())
     if not layers:
         raise ValueError(f"shared_dropout_mask: the module has no block with dropout (an instance of "
-                         f"{', '.join(c.__name__ for c in classes)} with dropout_rate > 0)")  # fmt: skip
+                         f"{', '.join(e.name for e in entries)} with dropout_rate > 0)")  # fmt: skip
 
     def apply_mask(layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
         if not layer.training:

@@ -2,13 +2,13 @@
 
 An entry names the module's class (the same name in :mod:`prcm_torch`, :mod:`prcm_jax` and
 :mod:`prcm_jax.linen`), the seed notebook's name for it, which math it computes (``kind``:
-the basis recalibration of the PRCM variants, or squeeze-and-excitation) and whether it
-applies dropout in train mode. The classes are looked up by name when first asked for, so
+the basis recalibration of the PRCM variants, or squeeze-and-excitation) and, for the
+modules that apply dropout in train mode, the torch attribute of their dropout layer. The classes are looked up by name when first asked for, so
 importing the catalog imports neither framework. Adding a module is one entry here plus
 its three classes (and, for a new ``kind``, its reference math in :mod:`parity.reference`).
 
 >>> CATALOG["AffinePRCM"].seed_name, CATALOG["AffinePRCM"].dropout
-('AffinePRCM', True)
+('AffinePRCM', 'coeff_dropout')
 >>> CATALOG["SEModule"].config(64, num_basis=8)
 {'reduction': 4}
 >>> [e.name for e in CATALOG.values() if e.dropout]
@@ -61,13 +61,14 @@ class Entry:
       seed_name: the seed notebook's class name (whose state_dicts load strictly).
       kind: ``"basis"`` (the PRCM variants) or ``"se"`` (squeeze-and-excitation): which
         math, constructor arguments and reference it has.
-      dropout: whether it applies dropout to its coefficients in train mode.
+      dropout: the attribute of the torch module's dropout layer (on the coefficients, in
+        train mode), or ``None`` for a module without dropout; true-ish exactly when it has one.
     """
 
     name: str
     seed_name: str
     kind: str
-    dropout: bool
+    dropout: str | None
 
     @property
     def torch(self) -> type:
@@ -127,12 +128,12 @@ class Entry:
 CATALOG: dict[str, Entry] = {
     e.name: e
     for e in (
-        Entry("PRCM", "PRCM", "basis", dropout=True),
-        Entry("AffinePRCM", "AffinePRCM", "basis", dropout=True),
-        Entry("PRCMNoDropout", "PRCM_NoDropout", "basis", dropout=False),
-        Entry("AffinePRCMNoDropout", "AffinePRCM_NoDropout", "basis", dropout=False),
-        Entry("ShiftOnlyPRCM", "ShiftOnlyPRCM", "basis", dropout=False),
-        Entry("SEModule", "SE_Module", "se", dropout=False),
+        Entry("PRCM", "PRCM", "basis", dropout="coeff_dropout"),
+        Entry("AffinePRCM", "AffinePRCM", "basis", dropout="coeff_dropout"),
+        Entry("PRCMNoDropout", "PRCM_NoDropout", "basis", dropout=None),
+        Entry("AffinePRCMNoDropout", "AffinePRCM_NoDropout", "basis", dropout=None),
+        Entry("ShiftOnlyPRCM", "ShiftOnlyPRCM", "basis", dropout=None),
+        Entry("SEModule", "SE_Module", "se", dropout=None),
     )
 }
 #: The class names, in the seed's order.

@@ -8,7 +8,9 @@ so both frameworks call the same code.
 from __future__ import annotations
 
 import numbers
+import operator
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["check_basis_config", "check_se_config", "check_input", "check_rank", "check_factors", "check_rate"]
 
@@ -66,6 +68,17 @@ def check_se_config(owner: str, channels: int | None, reduction: int) -> None:
             )
 
 
+def _dims(shape: Sequence[Any]) -> tuple[Any, ...]:
+    """The sizes as ints; a symbolic size (``jax.export`` shape polymorphism) stays as it is."""
+    out = []
+    for d in shape:
+        try:
+            out.append(operator.index(d))
+        except TypeError:
+            out.append(d)
+    return tuple(out)
+
+
 def _layout(channels_last: bool) -> str:
     return "(B, *spatial, C)" if channels_last else "(B, C, *spatial)"
 
@@ -97,21 +110,21 @@ def check_rank(owner: str, shape: Sequence[int], *, channels_last: bool) -> tupl
       channels_last: ``True`` for Flax's ``(B, *spatial, C)``, ``False`` for torch's ``(B, C, *spatial)``.
 
     Returns:
-      the shape as a tuple of ints.
+      the shape as a tuple of ints (symbolic sizes, under ``jax.export``, as they are).
 
     >>> check_rank("spatial_mean", (2, 3), channels_last=False)
     Traceback (most recent call last):
     ...
     ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
-    shape = tuple(int(d) for d in shape)
+    shape = _dims(shape)
     if len(shape) < 3:
         raise ValueError(
             f"{owner}: expected an input {_layout(channels_last)} with at least one spatial axis "
             f"(3 or more dimensions), got shape {shape}"
         )
     spatial = shape[1:-1] if channels_last else shape[2:]
-    if 0 in spatial:
+    if any(isinstance(d, int) and d == 0 for d in spatial):
         raise ValueError(f"{owner}: every spatial axis must be non-empty, got shape {shape}")
     return shape
 
@@ -132,8 +145,7 @@ def check_factors(owner: str, shape: Sequence[int], *, channels_last: bool, **fa
     """
     shape = check_rank(owner, shape, channels_last=channels_last)
     expected = (shape[0], shape[-1] if channels_last else shape[1])
-    wrong = [f"{name} {tuple(int(d) for d in s)}" for name, s in factors.items()
-             if s is not None and tuple(int(d) for d in s) != expected]  # fmt: skip
+    wrong = [f"{name} {_dims(s)}" for name, s in factors.items() if s is not None and _dims(s) != expected]
     if wrong:
         raise ValueError(
             f"{owner}: expected (B, C) = {expected} factors for an input {_layout(channels_last)} of shape {shape}, "
@@ -169,7 +181,7 @@ def check_input(
     if not is_floating:
         raise TypeError(f"{owner}: expected a floating-point input, got dtype {dtype}")
     axis = len(shape) - 1 if channels_last else 1
-    if channels is not None and shape[axis] != channels:
+    if channels is not None and isinstance(shape[axis], int) and shape[axis] != channels:
         raise ValueError(
             f"{owner}: expected {channels} channels on axis {axis} of the input {_layout(channels_last)}, "
             f"got {shape[axis]} (shape {shape})"

@@ -28,6 +28,10 @@ __all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftO
 RngsLike = nnx.Rngs | nnx.RngStream | jax.Array
 
 
+def _has_dropout_stream(rngs: nnx.Rngs) -> bool:
+    return "dropout" in rngs or "default" in rngs  # rngs["dropout"] falls back to "default"
+
+
 def dropout_stream(rngs: nnx.Rngs, keep_rngs: bool) -> nnx.RngStream | None:
     """The stream a module keeps for its dropout masks: a fork of ``rngs``' ``dropout``
     stream (or its ``default``); ``None`` when ``keep_rngs`` is off or ``rngs`` has neither,
@@ -40,7 +44,7 @@ def dropout_stream(rngs: nnx.Rngs, keep_rngs: bool) -> nnx.RngStream | None:
     >>> dropout_stream(nnx.Rngs(params=0), keep_rngs=True) is None
     True
     """
-    if not keep_rngs or not ("dropout" in rngs or "default" in rngs):
+    if not keep_rngs or not _has_dropout_stream(rngs):
         return None
     return rngs["dropout"].fork()
 
@@ -60,13 +64,17 @@ def dropout_key(owner: str, rngs: RngsLike | None, default: nnx.RngStream | None
             "the abstract model for inference (deterministic=True, rngs=nnx.Rngs(params=0))"
         )
     rngs = default if rngs is None else rngs
-    if isinstance(rngs, nnx.Rngs):
+    if isinstance(rngs, nnx.Rngs) and _has_dropout_stream(rngs):
         return rngs["dropout"]()
     if isinstance(rngs, nnx.RngStream):
         return rngs()
     if isinstance(rngs, jax.Array):
         return rngs
-    kept = "" if rngs is not None else "; this module keeps no dropout stream (built with keep_rngs=False or without one)"
+    kept = ""
+    if rngs is None:
+        kept = "; this module keeps no dropout stream (built with keep_rngs=False or without one)"
+    elif isinstance(rngs, nnx.Rngs):
+        kept = " with neither a 'dropout' nor a 'default' stream"
     raise TypeError(
         f"{owner}: dropout in train mode needs rngs (nnx.Rngs, nnx.RngStream or a key array), "
         f"got {type(rngs).__name__}{kept}; pass rngs= to the call, or call it with deterministic=True / "
@@ -111,7 +119,7 @@ class _BasisRecalibration(nnx.Module):
         self.rngs = dropout_stream(rngs, keep_rngs) if dropout_rate > 0 else None
 
     def set_view(self, deterministic: bool | None = None) -> None:
-        """Class method used by ``nnx.view``.
+        """The modes ``nnx.view`` sets (as ``nnx.Dropout.set_view``).
 
         Args:
           deterministic: if True, disables dropout.
@@ -200,6 +208,12 @@ class AffinePRCM(_BasisRecalibration):
         super().__init__(channels, num_basis, dropout_rate, **kwargs)
 
 
+def _no_dropout(owner: str, kwargs: dict) -> dict:
+    if "dropout_rate" in kwargs:
+        raise TypeError(f"{owner}.__init__() got an unexpected keyword argument 'dropout_rate' (it has no dropout)")
+    return kwargs
+
+
 class PRCMNoDropout(PRCM):
     """:class:`PRCM` without dropout, Flax NNX.
 
@@ -214,7 +228,7 @@ class PRCMNoDropout(PRCM):
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **kwargs)
+        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))
 
 
 class AffinePRCMNoDropout(AffinePRCM):
@@ -231,7 +245,7 @@ class AffinePRCMNoDropout(AffinePRCM):
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **kwargs)
+        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))
 
 
 class ShiftOnlyPRCM(_BasisRecalibration):
@@ -251,4 +265,4 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     has_shift = True
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **kwargs)
+        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))

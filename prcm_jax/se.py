@@ -67,7 +67,7 @@ class SEModule(nnx.Module):
         self.fc2 = LinearParams(hidden, channels, bias_init=torch_linear_bias_init(hidden), **common)
 
     def set_view(self, deterministic: bool | None = None) -> None:
-        """Class method used by ``nnx.view``.
+        """The modes ``nnx.view`` sets (as ``nnx.Dropout.set_view``).
 
         Args:
           deterministic: the mode flag (SE has no dropout; kept for interchangeability).

@@ -133,8 +133,10 @@ class PRCMNoDropout(PRCM):
     torch.Size([3, 32, 10])
     """
 
-    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
-        super().__init__(channels, num_basis, 0.0, **factory)
+    def __init__(
+        self, channels: int, num_basis: int = 8, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__(channels, num_basis, 0.0, device=device, dtype=dtype)
 
 
 class AffinePRCMNoDropout(AffinePRCM):
@@ -149,8 +151,10 @@ class AffinePRCMNoDropout(AffinePRCM):
     torch.Size([2, 16, 4, 4, 4])
     """
 
-    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
-        super().__init__(channels, num_basis, 0.0, **factory)
+    def __init__(
+        self, channels: int, num_basis: int = 8, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__(channels, num_basis, 0.0, device=device, dtype=dtype)
 
 
 class ShiftOnlyPRCM(_BasisRecalibration):
@@ -169,5 +173,7 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     scale_name = None
     has_shift = True
 
-    def __init__(self, channels: int, num_basis: int = 8, **factory) -> None:
-        super().__init__(channels, num_basis, 0.0, **factory)
+    def __init__(
+        self, channels: int, num_basis: int = 8, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__(channels, num_basis, 0.0, device=device, dtype=dtype)

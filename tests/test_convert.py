@@ -323,6 +323,33 @@ def test_committed_shardings_are_kept_in_nnx_and_linen_targets():
     """)
 
 
+def test_sharded_abstract_targets_are_placed_on_the_mesh():
+    """nnx.eval_shape under a mesh (with_partitioning) and linen nn.Partitioned boxes."""
+    _with_devices(_MESH + """
+    from flax import linen
+    import prcm_jax.linen
+    from prcm_jax.initializers import basis_init
+    build = lambda: prcm_jax.AffinePRCM(16, 8, basis_init=nnx.with_partitioning(basis_init, (None, "data")), rngs=nnx.Rngs(0))
+    with jax.set_mesh(mesh):
+        abstract, again = nnx.eval_shape(build), nnx.eval_shape(build)
+        model = parity.torch_to_nnx(source, abstract)
+    assert model.basis[...].sharding == NamedSharding(mesh, P(None, "data")), model.basis[...].sharding
+    assert np.array_equal(model.basis[...], expected)
+    try:
+        parity.torch_to_nnx(source, again)  # its abstract mesh, with no mesh set to resolve it
+        raise AssertionError("an abstract mesh outside jax.set_mesh must be refused")
+    except parity.ConversionError as err:
+        assert "is on an abstract mesh" in str(err) and "jax.set_mesh" in str(err), err
+    layer = prcm_jax.linen.AffinePRCM(num_basis=8, basis_init=linen.with_partitioning(basis_init, (None, "data")))
+    shapes = jax.eval_shape(lambda: layer.init(jax.random.key(0), jnp.ones((1, 2, 2, 16)), deterministic=True))
+    with jax.set_mesh(mesh):
+        variables = parity.torch_to_linen(source, shapes)
+    basis = variables["params"]["basis"]
+    assert isinstance(basis, linen.Partitioned) and basis.value.sharding.spec == P(None, "data")
+    y = layer.apply(variables, jnp.ones((2, 2, 2, 16)), deterministic=True)
+    """)
+
+
 def test_values_go_from_host_memory_straight_to_their_place(monkeypatch):
     puts = []
     original = jax.device_put
@@ -347,6 +374,28 @@ def test_abstract_nnx_target_is_filled(name):
     x = torch.randn(2, 16, 5, 5)
     y = model(jnp.asarray(x.permute(0, 2, 3, 1).numpy()), deterministic=True)
     np.testing.assert_allclose(np.moveaxis(np.asarray(y), -1, 1), source(x).detach().numpy(), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", [n for n, e in CATALOG.items() if e.dropout])
+def test_abstract_target_runs_under_jit_and_in_train_mode(name):
+    """RNG state no checkpoint holds starts from the converter's seed, one key per stream."""
+    entry = CATALOG[name]
+
+    class Two(nnx.Module):
+        def __init__(self, rngs):
+            self.a, self.b = entry.build_nnx(16, 4, rngs=rngs), entry.build_nnx(16, 4, rngs=rngs)
+
+    source = torch.nn.ModuleDict({"a": entry.build_torch(16, 4), "b": entry.build_torch(16, 4)})
+    model = torch_to_nnx(source, nnx.eval_shape(lambda: Two(nnx.Rngs(0))), seed=3)
+    x = jnp.ones((2, 4, 4, 16))
+    model.eval()
+    np.testing.assert_array_equal(nnx.jit(lambda m, x: m.a(x))(model, x), model.a(x))
+    model.train()
+    masks = [np.asarray(nnx.jit(lambda m, x: m.a(x))(model, x)), np.asarray(model.b(x))]
+    assert not np.array_equal(masks[0], masks[1])  # two streams, two keys
+    again = torch_to_nnx(source, nnx.eval_shape(lambda: Two(nnx.Rngs(0))), seed=3)
+    again.train()
+    np.testing.assert_array_equal(np.asarray(again.a(x)), masks[0])  # the seed decides
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -414,6 +463,36 @@ class _NnxScaled(nnx.Module):
         self.scale = nnx.Param(jnp.zeros(4))
         self.norm = nnx.LayerNorm(4, rngs=rngs)
         self.running_scale = _Buffer(jnp.zeros(4))
+
+
+class _Raw(torch.nn.Module):
+    """A custom module whose raw parameters carry the names the layer rules rename."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight, self.bias, self.scale = (torch.nn.Parameter(torch.randn(4)) for _ in range(3))
+
+
+class _NnxRaw(nnx.Module):
+    def __init__(self):
+        self.weight, self.bias, self.scale = (nnx.Param(jnp.zeros(4)) for _ in range(3))
+
+
+@pytest.mark.parametrize("as_state_dict", [False, True])
+def test_raw_parameters_named_like_layer_leaves_pair_by_name(as_state_dict):
+    source = _Raw()
+    model = torch_to_nnx(source.state_dict() if as_state_dict else source, _NnxRaw())
+    for name in ("weight", "bias", "scale"):
+        np.testing.assert_array_equal(getattr(model, name)[...], getattr(source, name).detach().numpy())
+    _assert_identical(_state(source), _state(nnx_to_torch(model, _Raw())))
+
+
+def test_subclasses_of_param_follow_the_layer_rules():
+    source = torch.nn.Linear(4, 3)
+    model = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+    model.kernel = nnx.LoRAParam(model.kernel[...])  # a Param subclass, registered under no name of its own
+    torch_to_nnx(source, model)
+    np.testing.assert_array_equal(model.kernel[...], source.weight.detach().numpy().T)
 
 
 def test_plain_parameters_and_custom_variables_convert_by_name():

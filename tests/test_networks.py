@@ -271,8 +271,9 @@ def test_wrong_layer_type_and_unsupported_layers():
             super().__init__()
             self.features[0] = nn.ConvTranspose2d(8, 3, 3, padding=1)
 
-    with pytest.raises(ConversionError, match=r"unsupported torch layer nn.ConvTranspose2d at 'features.0'"):
+    with pytest.raises(ConversionError, match=r"unsupported torch layer nn.ConvTranspose2d at 'features.0'") as info:
         torch_to_nnx(Transposed(), NnxCNN(nnx.Rngs(0)))
+    assert not any("torch 'features.0." in problem for problem in info.value.problems)  # named once, as a layer
 
     class EmbedAsLinear(nn.Module):
         def __init__(self):

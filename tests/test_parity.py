@@ -106,10 +106,14 @@ def test_checker_catches_a_wrong_conversion(monkeypatch, mode):
     assert not result.ok and result.bound_error > 100 * result.bound_limit
 
 
+MEAN_PATH_SHAPES = [((2, 64, 16, 16), 8), ((4, 96, 13, 13), 8), ((3, 16, 33), 4)]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("module", ["PRCM", "SEModule"])
-def test_checker_sees_the_gradient_through_the_mean_in_every_dtype(monkeypatch, dtype, module):
-    """Dropping the gradient through the spatial mean must fail low precision too (in
+@pytest.mark.parametrize("shape,num_basis", MEAN_PATH_SHAPES)
+def test_checker_sees_the_gradient_through_the_mean_in_every_dtype(monkeypatch, dtype, module, shape, num_basis):
+    """Dropping JAX's gradient through the spatial mean must fail low precision too (in
     ``grad`` mode it is below one rounding of the rest in bfloat16; ``mean-path`` resolves it)."""
     import prcm_jax.functional as F
 
@@ -117,11 +121,33 @@ def test_checker_sees_the_gradient_through_the_mean_in_every_dtype(monkeypatch, 
     monkeypatch.setattr(F, "spatial_mean", lambda x: jax.lax.stop_gradient(original(x)))
     jax.clear_caches()  # the sweep's jitted programs were traced with the real mean
     try:
-        result = run_case(Case(module, "torch->nnx", "mean-path", dtype, (2, 64, 16, 16), 8))
+        result = run_case(Case(module, "torch->nnx", "mean-path", dtype, shape, num_basis))
     finally:
         monkeypatch.undo()
         jax.clear_caches()
-    assert not result.ok and "mean path" in result.detail, result
+    assert not result.ok and result.detail == "jax x (mean path)", result
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("module", ["AffinePRCM", "SEModule"])
+def test_checker_sees_torch_dropping_the_gradient_through_the_mean(monkeypatch, dtype, module):
+    import prcm_torch.prcm
+    import prcm_torch.se
+
+    for owner in (prcm_torch.prcm, prcm_torch.se):
+        original = owner.spatial_mean
+        monkeypatch.setattr(owner, "spatial_mean", lambda x, original=original: original(x).detach())
+    result = run_case(Case(module, "nnx->torch", "mean-path", dtype, (2, 64, 16, 16), 8))
+    assert not result.ok and result.detail == "torch x (mean path)", result
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_bfloat16_gradients_sum_in_float32(module):
+    """4,096 positive terms per sum: XLA:CPU rounds a bfloat16 reduction's accumulator at every
+    step, so before `recalibrate` ran in float32 JAX's shift and scale gradients were 41 bound
+    units off here (limit 14)."""
+    result = run_case(Case(module, "torch->nnx", "mean-path", "bfloat16", (2, 4, 64, 64), 4))
+    assert result.ok, result
 
 
 def test_checker_catches_a_different_dropout_mask(monkeypatch):

@@ -96,12 +96,32 @@ def test_class_relations_are_the_same_in_all_three_apis(a, b):
     assert issubclass(CATALOG[a].linen, CATALOG[b].linen) == relation
 
 
-def test_no_dropout_variants_are_their_parents_without_dropout():
-    assert issubclass(prcm_torch.PRCMNoDropout, prcm_torch.PRCM)
-    assert issubclass(prcm_jax.PRCMNoDropout, prcm_jax.PRCM) and issubclass(prcm_jax.linen.PRCMNoDropout, prcm_jax.linen.PRCM)
-    with pytest.raises(TypeError):
-        prcm_jax.PRCMNoDropout(16, 8, 0.5, rngs=nnx.Rngs(0))  # no dropout_rate, as in torch
-    assert prcm_jax.linen.PRCMNoDropout().dropout_rate == 0.0
+@pytest.mark.parametrize("name", ["PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM"])
+def test_variants_without_dropout_refuse_a_dropout_rate_by_their_own_name(name):
+    entry = CATALOG[name]
+    for build in (lambda: entry.torch(16, dropout_rate=0.3), lambda: entry.nnx(16, dropout_rate=0.3, rngs=nnx.Rngs(0)),
+                  lambda: entry.linen(dropout_rate=0.3)):  # fmt: skip
+        with pytest.raises(TypeError, match=f"{name}.__init__\\(\\) got an unexpected keyword argument 'dropout_rate'"):
+            build()
+    assert entry.linen().dropout_rate == 0.0
+
+
+def test_a_train_call_with_rngs_lacking_a_dropout_stream_says_so():
+    model = CATALOG["PRCM"].build_nnx(16)
+    with pytest.raises(TypeError, match="with neither a 'dropout' nor a 'default' stream"):
+        model(X, rngs=nnx.Rngs(params=1))
+
+
+def test_jax_export_with_symbolic_batch_and_spatial_sizes():
+    from jax import export
+
+    for name, entry in CATALOG.items():
+        model = entry.build_nnx(16, 4)
+        graphdef, state = nnx.split(model)
+        forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x, deterministic=True))
+        program = export.export(forward)(state, jax.ShapeDtypeStruct(export.symbolic_shape("b, h, 4, 16"), jnp.float32))
+        x = jnp.ones((3, 5, 4, 16))
+        np.testing.assert_allclose(program.call(state, x), model(x, deterministic=True), rtol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -209,7 +229,7 @@ def test_plugs_into_timm_as_attn_layer(name):
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     with torch.device("meta"):
         skeleton = timm.create_model("resnet18", block_args=dict(attn_layer=CATALOG[name].torch))
-    assert skeleton.layer1[0].se.fc1.weight.is_meta if name == "SEModule" else skeleton.layer1[0].se.basis.is_meta
+    assert all(p.is_meta for p in skeleton.layer1[0].se.parameters())
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -56,7 +56,7 @@ class _BasisRecalibration(nn.Module):
             ``functional.keep_mask(rng, dropout_rate, (B, num_basis))``.
         """
         owner = type(self).__name__
-        stored = self.get_variable("params", "basis") if self.has_variable("params", "basis") else None
+        stored = nn.meta.unbox(self.get_variable("params", "basis")) if self.has_variable("params", "basis") else None
         F.validate_input(owner, x, None if stored is None else stored.shape[-1])
         channels = x.shape[-1]
         basis = self.param("basis", self.basis_init, (self.num_basis, channels), self.param_dtype)

@@ -56,7 +56,7 @@ class SEModule(nn.Module):
           rng: accepted and ignored, as ``deterministic``.
         """
         owner = type(self).__name__
-        stored = self.get_variable("params", "fc1")["kernel"] if self.has_variable("params", "fc1") else None
+        stored = nn.meta.unbox(self.get_variable("params", "fc1"))["kernel"] if self.has_variable("params", "fc1") else None
         F.validate_input(owner, x, None if stored is None else stored.shape[0])
         channels = x.shape[-1]
         check_se_config(owner, channels, self.reduction)
