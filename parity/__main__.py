@@ -1,8 +1,10 @@
 """``python -m parity``: prove the PyTorch and Flax modules agree.
 
-Runs the sweep of :mod:`parity.check` (module x direction x mode x dtype x shape), prints
-one row per module, direction, mode and dtype with the worst error over the shapes, and
-exits 1 if any case fails.
+Two parts (``--parts``): ``modules`` runs the sweep of :mod:`parity.check` (module x direction
+x mode x dtype x shape) and prints one row per module, direction, mode and dtype with the
+worst error over the shapes; ``networks`` runs :mod:`parity.networks` (timm ResNets x
+attention block against their NNX twins) and prints one row per network, attention and
+check. Exits 1 if any case fails.
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ from rich.table import Table
 import prcm
 from prcm.cli import comma_choices
 from parity.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
+from parity.networks import ATTENTIONS, CHECKS, FLOOR, NETWORKS, NetworkResult, network_cases, run_network_case
 
-__all__ = ["main", "parse_args"]
+PARTS: tuple[str, ...] = ("modules", "networks")
+#: Inputs (batch, image) of the networks part; ``--quick`` takes the first.
+NETWORK_INPUTS: tuple[tuple[int, int], ...] = ((2, 64), (4, 64))
+
+__all__ = ["main", "parse_args", "PARTS", "NETWORK_INPUTS"]
+
+_PART_OPTIONS = {"modules": ("modules", "directions", "modes", "dtypes"), "networks": ("networks", "attentions")}
+_DEFAULTS = {"modules": prcm.MODULES, "directions": DIRECTIONS, "modes": MODES, "dtypes": DEFAULT_DTYPES,
+             "networks": NETWORKS, "attentions": ATTENTIONS}  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,35 +39,64 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m parity",
         description="Check that the PyTorch and Flax (NNX, linen) PRCM modules compute the same numbers: "
         "outputs in eval and train mode (shared dropout mask) and gradients, after converting weights "
-        "in every direction, against a float64 NumPy reference.",
+        "in every direction, against a float64 NumPy reference; and timm ResNets with each block against their "
+        "NNX twins (prcm_jax.models), against a float64 copy of the timm model.",
     )
     parser.add_argument("--quick", action="store_true",
-                        help=f"one shape per row (rotating through all {len(SHAPES)}) instead of every shape")  # fmt: skip
-    parser.add_argument("--modules", type=comma_choices("module", prcm.MODULES), default=prcm.MODULES,
+                        help=f"modules: one shape per row (rotating through all {len(SHAPES)}) instead of every shape; "
+                        f"networks: one input {NETWORK_INPUTS[0]} (batch, image) instead of {len(NETWORK_INPUTS)}, and the "
+                        "train-mode checks for none, se and AffinePRCM only")  # fmt: skip
+    parser.add_argument("--parts", type=comma_choices("part", PARTS), default=None,
+                        help="comma-separated subset of " + ",".join(PARTS) + " (default: both; the options of one part "
+                        "alone, e.g. --modules or --networks, select that part)")  # fmt: skip
+    parser.add_argument("--networks", type=comma_choices("network", NETWORKS), default=None,
+                        help="networks part: comma-separated subset of " + ",".join(NETWORKS))  # fmt: skip
+    parser.add_argument("--attentions", type=comma_choices("attention", ATTENTIONS), default=None,
+                        help="networks part: comma-separated subset of " + ",".join(ATTENTIONS)
+                        + " ('se' is timm's SEModule, the others prcm_torch classes)")  # fmt: skip
+    parser.add_argument("--modules", type=comma_choices("module", prcm.MODULES), default=None,
                         help="comma-separated subset of " + ",".join(prcm.MODULES))  # fmt: skip
-    parser.add_argument("--directions", type=comma_choices("direction", DIRECTIONS), default=DIRECTIONS,
+    parser.add_argument("--directions", type=comma_choices("direction", DIRECTIONS), default=None,
                         help="comma-separated subset of " + ",".join(DIRECTIONS))  # fmt: skip
-    parser.add_argument("--modes", type=comma_choices("mode", MODES), default=MODES,
+    parser.add_argument("--modes", type=comma_choices("mode", MODES), default=None,
                         help="comma-separated subset of " + ",".join(MODES))  # fmt: skip
-    parser.add_argument("--dtypes", type=comma_choices("dtype", tuple(DTYPES)), default=DEFAULT_DTYPES,
+    parser.add_argument("--dtypes", type=comma_choices("dtype", tuple(DTYPES)), default=None,
                         help="comma-separated subset of " + ",".join(DTYPES) + " (float64 turns on JAX's x64 mode; "
                         "default " + ",".join(DEFAULT_DTYPES) + ")")  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = {part: any(getattr(args, name) is not None for name in names) for part, names in _PART_OPTIONS.items()}
+    if args.parts is None:
+        args.parts = tuple(p for p in PARTS if given[p]) if any(given.values()) else PARTS
+    for name, default in _DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _pair(torch_error: float, jax_error: float) -> str:
+    return " / ".join(f"{e:.1f}" if e < 100 else f"{e:.0f}" for e in (torch_error, jax_error))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sweep, print the table; 0 when every case passes, else 1."""
+    """Run the parts asked for, print their tables; 0 when every case passes, else 1."""
     args = parse_args(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    failed = _modules(args, console) if "modules" in args.parts else 0
+    failed += _networks(args, console) if "networks" in args.parts else 0
+    return 1 if failed else 0
+
+
+def _modules(args: argparse.Namespace, console: Console) -> int:
+    """The module sweep; returns the number of failed cases."""
     if "float64" in args.dtypes:
         import jax
 
         jax.config.update("jax_enable_x64", True)
     todo = list(cases(args.modules, args.directions, args.modes, args.dtypes, per_row=1 if args.quick else None))
-    console = Console() if sys.stdout.isatty() else Console(width=120)
     worst: dict[tuple[str, str, str, str], list[Result]] = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("parity", total=len(todo))
@@ -95,9 +135,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if failed:
         console.print(f"[red]{failed} of {len(todo)} cases failed")
-        return 1
-    console.print(f"[green]all {len(todo)} cases passed")
-    return 0
+    else:
+        console.print(f"[green]all {len(todo)} cases passed")
+    return failed
+
+
+def _networks(args: argparse.Namespace, console: Console) -> int:
+    """timm ResNets against their NNX twins; returns the number of failed cases."""
+    inputs = NETWORK_INPUTS[:1] if args.quick else NETWORK_INPUTS
+    todo = [case for batch, image in inputs
+            for case in network_cases(args.networks, args.attentions, quick=args.quick, batch=batch, image=image)]  # fmt: skip
+    results: list[NetworkResult] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("networks", total=len(todo))
+        for case in todo:
+            results.append(run_network_case(case))
+            progress.advance(task)
+    table = Table(title=f"parity, networks: {len(todo)} cases; worst error of each check, timm float32 / NNX float32 against "
+                        "timm float64, in float32 eps x max|ref| of each tensor")  # fmt: skip
+    for column in ("network", "attention", "input"):
+        table.add_column(column, no_wrap=True)
+    for column in (*CHECKS, "jax/torch", "limit", "kinks", "round trip"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("pass", no_wrap=True)
+    for r in results:
+        cells = [_pair(*r.checks[c].worst) if c in r.checks else "-" for c in CHECKS]
+        check, worst = max(r.checks.items(), key=lambda kv: kv[1].ratio[0] / kv[1].limit)
+        table.add_row(
+            r.case.network, r.case.attention, f"{r.case.batch}x{r.case.image}", *cells, f"{worst.ratio[0]:.2f} {check}",
+            f"{worst.limit:.1f}", f"{r.crossed[0]}/{r.crossed[1]}" if r.case.train else "-",
+            "exact" if all(r.exact.values()) else "[red]" + ", ".join(k for k, ok in r.exact.items() if not ok),
+            "[green]pass" if r.ok else f"[red]FAIL at {worst.ratio[1]}",
+        )  # fmt: skip
+    wide = console if console.is_terminal else Console(width=160)
+    wide.print(table)
+    console.print(f"each cell: torch / jax. jax/torch: the largest ratio of JAX's normwise error to torch's on one tensor "
+                  f"(torch's taken as >= {FLOOR:g} eps), within limit = max(4, sqrt(n / log2 n)), n = batch x (image/2)^2 "
+                  "(the stem's sums; see parity.networks). kinks: ReLU inputs the float32 train step put across the kink "
+                  "from float64, torch/jax (each run is judged against float64 taking its sides). round trip: timm -> NNX "
+                  "-> timm and NNX -> timm -> NNX bit for bit.")  # fmt: skip
+    failed = sum(not r.ok for r in results)
+    if failed:
+        console.print(f"[red]{failed} of {len(todo)} network cases failed")
+    else:
+        console.print(f"[green]all {len(todo)} network cases passed")
+    return failed
 
 
 if __name__ == "__main__":

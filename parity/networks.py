@@ -1,0 +1,482 @@
+"""Parity on whole networks: timm ResNets against their NNX twins (:mod:`prcm_jax.models`).
+
+One case is a network (``resnet18``, ``resnet50``) with one attention block in every residual
+block (``none``, ``se`` = timm's SEModule, or a :mod:`prcm_torch` class). The timm model gets
+random BatchNorm affine parameters (timm zero-initialises the last BN of each block, which
+would hide the attention and the whole residual branch) and running statistics calibrated
+on a batch and then perturbed; :func:`prcm_jax.models.from_timm` builds the twin. Then:
+
+* ``eval``: logits of torch float32 and JAX float32 against a float64 copy of the torch model;
+* ``train``: logits in train mode (batch statistics, the same dropout mask in every PRCM
+  block: ``rngs=key`` in JAX, :func:`parity.shared_dropout_mask` in torch), and every updated
+  running mean and variance;
+* ``grad``: gradients of ``sum(logits * cotangent)`` in train mode with respect to the input
+  and every parameter, JAX's mapped to torch names with :func:`parity.torch_state_dict`;
+* ``round trip``: timm -> NNX -> timm and NNX -> timm -> NNX are bit-exact.
+
+The float64 model stands in for the exact result (its own rounding is 2^-29 of float32's eps).
+Each tensor's error is measured two ways, in float32 eps:
+
+* ``max|got - ref| / (eps * max|ref|)``, the module sweep's measure (the figures);
+* normwise, ``||got - ref||_2 / (eps * ||ref||_2)``: the standard relative error of a tensor,
+  an average over its elements that does not hinge on its few largest ones (the judge).
+
+ReLU kinks: a ReLU input within rounding of zero may land on the other side in float32; the
+gradient then follows the other branch, off by O(1/n) of the n values a weight gradient sums,
+which is a property of the point, not of either framework (it happens to both, in most
+resnet50 train steps). So each float32 train step is compared with the float64 model taking
+the same side of every ReLU kink as that step (torch: hooks on timm's ``nn.ReLU`` modules;
+JAX: the twin's BatchNorm and block outputs, recorded with ``nnx.capture``); the number of
+inputs that crossed is reported. Max-pool ties and the functional ReLU inside
+``prcm.SEModule`` are not forced (a handful of values per network).
+
+Limit: both frameworks run the same float32 operations on the same weights, so their errors
+are the same local roundings carried through the same network; what differs is how each
+library orders and accumulates its sums. Per convolution, XLA:CPU's error is 0.7-1.8x
+oneDNN's (measured alone: :data:`RATIO`, 4, covers it). The reductions differ more: ATen
+accumulates BatchNorm statistics in float64 and sums pairwise, XLA:CPU keeps one float32
+running sum; the random rounding error of a length-``n`` sum grows like ``sqrt(n)`` against
+about ``sqrt(log2 n)``. The longest sums here are the stem BatchNorm's and the stem
+convolution's weight gradient, over ``n = B * (H/2) * (W/2)`` values, so per case:
+
+    jax_normwise <= limit * max(torch_normwise, FLOOR),   limit = max(RATIO, sqrt(n / log2 n))
+
+(13.6 at 2 images of 64x64). Measured, JAX's error is typically 1.3-2x torch's; the largest
+ratios (5-11) come where torch's float64 statistics matter most: train mode with
+ShiftOnlyPRCM (large per-channel shifts that the next BatchNorm removes again) and the
+8-element SE biases. A twin that differs in anything but rounding (padding, BatchNorm
+epsilon or variance, attention placement, a dropout mask) is off by orders of magnitude
+more (``tests/test_models.py`` breaks the twin and watches these checks fail). That the twin
+computes the same function is shown apart from rounding too: in float64 (JAX's x64 mode) its
+logits and gradients agree with timm's to about 1e-14.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+
+import prcm
+from parity.arrays import to_numpy
+from parity.convert import nnx_to_torch, torch_state_dict, torch_to_nnx
+from parity.dropout import shared_dropout_mask
+from parity.precision import pinned_precision
+from parity.reference import error_in_eps
+from prcm_jax.functional import keep_mask
+
+__all__ = [
+    "NETWORKS",
+    "ATTENTIONS",
+    "CHECKS",
+    "RATIO",
+    "FLOOR",
+    "ratio_limit",
+    "NetworkCase",
+    "NetworkResult",
+    "TensorError",
+    "CheckSummary",
+    "tensor_error",
+    "summarize",
+    "round_trips",
+    "build_timm",
+    "randomize",
+    "compare",
+    "run_network_case",
+    "network_cases",
+    "QUICK_TRAIN",
+]
+
+NETWORKS: tuple[str, ...] = ("resnet18", "resnet50")
+#: ``none``, ``se`` (timm's SEModule) and every module of the catalog.
+ATTENTIONS: tuple[str, ...] = ("none", "se", *prcm.MODULES)
+CHECKS: tuple[str, ...] = ("eval", "train", "stats", "grad")
+#: JAX's float32 normwise error may be this many times torch float32's own on the same tensor
+#: (the per-convolution factor; :func:`ratio_limit` raises it for long reductions) ...
+RATIO = 4.0
+#: ... taking torch's as at least this many eps.
+FLOOR = 1.0
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def ratio_limit(batch: int, image: int) -> float:
+    """The limit on JAX / torch normwise error for a case: ``max(RATIO, sqrt(n / log2 n))``,
+    ``n = batch * ceil(image / 2) ** 2`` (the stem's sums; see the module docstring).
+
+    >>> round(ratio_limit(2, 64), 1)
+    13.6
+    """
+    n = batch * (-(-image // 2)) ** 2
+    return max(RATIO, float(np.sqrt(n / np.log2(n)))) if n > 1 else RATIO
+
+
+@dataclass(frozen=True)
+class NetworkCase:
+    """One network x attention, with its input size."""
+
+    network: str
+    attention: str
+    batch: int = 2
+    image: int = 64
+    num_classes: int = 1000
+    seed: int = 0
+    train: bool = True  # also the train-mode checks (train, stats, grad); else eval and round trips
+
+    def __str__(self) -> str:
+        return f"{self.network}-{self.attention}"
+
+
+class TensorError(NamedTuple):
+    """Errors of one tensor in float32 eps: ``max`` (x max|ref|) and normwise, for torch and JAX."""
+
+    torch: float
+    jax: float
+    torch_norm: float
+    jax_norm: float
+
+    @property
+    def ratio(self) -> float:
+        """JAX's normwise error over torch's (taken as at least :data:`FLOOR`): the judged quantity."""
+        return self.jax_norm / max(self.torch_norm, FLOOR)
+
+
+def tensor_error(got_torch: np.ndarray, got_jax: np.ndarray, ref_torch: np.ndarray,
+                 ref_jax: np.ndarray | None = None) -> TensorError:  # fmt: skip
+    """Both measures for both frameworks; ``ref_jax`` defaults to ``ref_torch``."""
+    ref_jax = ref_torch if ref_jax is None else ref_jax
+
+    def norm(got: np.ndarray, ref: np.ndarray) -> float:
+        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+        scale = np.linalg.norm(ref)
+        return float(np.linalg.norm(got - ref) / (EPS32 * scale)) if scale > 0 else float(np.linalg.norm(got) > 0) * np.inf
+
+    return TensorError(error_in_eps(got_torch, ref_torch, EPS32), error_in_eps(got_jax, ref_jax, EPS32),
+                       norm(got_torch, ref_torch), norm(got_jax, ref_jax))  # fmt: skip
+
+
+@dataclass
+class CheckSummary:
+    """One check (``eval``, ``train``, ``stats``, ``grad``) of one case, over its tensors.
+
+    Attributes:
+      tensors: how many tensors were compared.
+      worst: the largest ``max`` errors of torch and JAX (eps x max|ref|).
+      median: the median ``max`` errors of torch and JAX over the tensors.
+      ratio: the largest JAX / torch normwise ratio, and on which tensor.
+      limit: the limit on that ratio (:func:`ratio_limit`).
+    """
+
+    tensors: int
+    worst: tuple[float, float]
+    median: tuple[float, float]
+    ratio: tuple[float, str]
+    limit: float
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio[0] <= self.limit
+
+
+def summarize(errors: dict[str, TensorError], limit: float) -> CheckSummary:
+    """The :class:`CheckSummary` of one check's tensors, judged against ``limit``."""
+    name = max(errors, key=lambda n: errors[n].ratio)
+    torch_max, jax_max = [e.torch for e in errors.values()], [e.jax for e in errors.values()]
+    return CheckSummary(len(errors), (max(torch_max), max(jax_max)), (float(np.median(torch_max)), float(np.median(jax_max))),
+                        (errors[name].ratio, name), limit)  # fmt: skip
+
+
+@dataclass
+class NetworkResult:
+    """Everything one case measured.
+
+    Attributes:
+      checks: check -> :class:`CheckSummary`.
+      exact: round trip -> bit-exact.
+      crossed: ReLU inputs that torch / JAX float32 put across the kink from float64 (train step).
+    """
+
+    case: NetworkCase
+    checks: dict[str, CheckSummary] = field(default_factory=dict)
+    exact: dict[str, bool] = field(default_factory=dict)
+    crossed: tuple[int, int] = (0, 0)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks.values()) and all(self.exact.values())
+
+
+def attention_layer(attention: str):
+    """The timm ``attn_layer`` for an attention name of :data:`ATTENTIONS`."""
+    if attention == "none":
+        return None
+    if attention == "se":
+        return "se"
+    return prcm.CATALOG[attention].torch
+
+
+def build_timm(case: NetworkCase) -> torch.nn.Module:
+    """The timm model of a case, with timm's initialisation (seeded)."""
+    import timm
+
+    torch.manual_seed(case.seed)
+    attn_layer = attention_layer(case.attention)
+    return timm.create_model(case.network, num_classes=case.num_classes, block_args=dict(attn_layer=attn_layer))
+
+
+def randomize(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.nn.Module:
+    """Random BatchNorm weights and biases, running statistics calibrated on ``x`` then perturbed.
+
+    Every PRCM ``basis`` is first divided by ``sqrt(channels)`` (rows of about unit norm): at
+    the modules' init (``N(0, 1)`` entries) the coefficients, and the shifts of AffinePRCM and
+    ShiftOnlyPRCM, grow with ``sqrt(C)`` block after block, and a resnet50 in train mode at batch
+    2 gets so ill-conditioned that float32 keeps no digit (torch's own logits off by 15%).
+    The BatchNorm weights are ``U(0.5, 1.5)``, the biases ``N(0, 0.2)``; one train-mode pass over ``x``
+    with a cumulative average sets the running statistics to ``x``'s batch statistics (so the
+    eval-mode activations keep a sane scale through the whole network), then each mean moves by
+    ``N(0, 0.2)`` standard deviations and each variance is scaled by ``U(0.7, 1.4)``. The model
+    is left in eval mode with ``num_batches_tracked`` back at 0.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(getattr(m, "basis", None), torch.nn.Parameter):
+                m.basis.div_(m.basis.shape[1] ** 0.5)
+        for bn in norms:
+            bn.weight.copy_(torch.rand(bn.weight.shape, generator=gen) + 0.5)
+            bn.bias.copy_(torch.randn(bn.bias.shape, generator=gen) * 0.2)
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative: one batch gives its own statistics
+        model.train()
+        model(x)
+        for bn in norms:
+            std = bn.running_var.sqrt()
+            bn.running_mean.add_(torch.randn(std.shape, generator=gen) * 0.2 * std)
+            bn.running_var.mul_(torch.rand(std.shape, generator=gen) * 0.7 + 0.7)
+            bn.momentum = 0.1
+            bn.num_batches_tracked.zero_()
+    return model.eval()
+
+
+# -- JAX side: one compiled program per twin structure and mode ---------------------------
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jax_eval(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state)(x)
+
+
+def _relu_name(path: tuple, bottleneck: bool) -> str | None:
+    """The timm ReLU module whose input sign a captured twin output gives (see :func:`_jax_train`)."""
+    *where, method = path
+    if method != "__call__":
+        return None
+    names = [str(p) for p in where]
+    if names == ["bn1"]:
+        return "act1"  # stem: relu(bn1(conv1(x)))
+    if len(names) == 3 and names[0].startswith("layer") and names[2] in ("bn1", "bn2"):
+        return None if names[2] == "bn2" and not bottleneck else ".".join(names[:2] + ["act" + names[2][-1]])
+    if len(names) == 2 and names[0].startswith("layer"):
+        return ".".join(names + ["act3" if bottleneck else "act2"])  # the block output: relu(x + shortcut)
+    if len(names) == 4 and names[2:] == ["se", "fc1"]:
+        return ".".join(names[:3] + ["act"])  # timm SEModule's hidden ReLU
+    return None
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jax_train(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, key: jax.Array, cot: jax.Array):
+    """Train-mode logits, updated BatchNorm statistics, gradients of ``sum(logits * cot)`` with
+    respect to every ``nnx.Param`` and the input, and the side of every ReLU kink the run took
+    (``{timm ReLU name: input > 0}``, channels first), read from the outputs ``nnx.capture`` records."""
+
+    def loss(model: nnx.Module, x: jax.Array):
+        y, seen = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(x, rngs=key)
+        bottleneck = model.block == "bottleneck"
+        masks = {}
+        for path, var in nnx.to_flat_state(seen):
+            name = _relu_name(path, bottleneck)
+            if name is not None:
+                masks[name] = jnp.moveaxis(var.get_value()[0] > 0, -1, 1)
+        return jnp.sum(y * cot), (y, masks)
+
+    model = nnx.merge(graphdef, state)
+    (_, (y, masks)), (g_params, g_x) = nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True)(model, x)
+    return y, nnx.state(model, nnx.BatchStat), g_params, g_x, masks
+
+
+# -- torch side -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _relu_kinks(model: torch.nn.Module, force: dict[str, torch.Tensor] | None, seen: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Inside: every ``nn.ReLU`` of ``model`` records ``input > 0`` into ``seen``; where ``force``
+    names it, it computes ``input * force[name]`` instead (the gradient of that branch)."""
+    relus = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU)}
+    handles = []
+    for name, relu in relus.items():
+        def pre(module, inputs, name=name):
+            seen[name] = inputs[0].detach() > 0
+        handles.append(relu.register_forward_pre_hook(pre))
+        if force is not None and name in force:
+            relu.inplace = False
+            handles.append(relu.register_forward_hook(lambda m, i, o, k=force[name]: i[0] * k.to(i[0].dtype)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _torch_train(model: torch.nn.Module, x: torch.Tensor, cot: torch.Tensor, keep: np.ndarray | None,
+                 force: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:  # fmt: skip
+    """Train-mode logits, updated running statistics and gradients of ``sum(logits * cot)``, and
+    the ReLU kink sides taken (``input > 0``); ``force`` makes the ReLUs take given sides."""
+    model = model.train()
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    seen: dict[str, torch.Tensor] = {}
+    with shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext(), _relu_kinks(model, force, seen):
+        y = model(x)
+    (y * cot.to(y.dtype)).sum().backward()
+    out = {"logits": to_numpy(y.detach()), "grad x": to_numpy(x.grad.permute(0, 2, 3, 1))}
+    out.update({f"grad {n}": to_numpy(p.grad) for n, p in model.named_parameters()})
+    out.update({f"stats {n}": to_numpy(b) for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))})
+    return out, seen
+
+
+def _dropout(model: torch.nn.Module) -> tuple[float, int] | None:
+    """``(rate, num_basis)`` of the network's PRCM blocks with dropout, or ``None``."""
+    rates = {(m.dropout_rate, m.num_basis) for m in model.modules() if getattr(m, "dropout_rate", 0) > 0}
+    if len(rates) > 1:
+        raise ValueError(f"the network's blocks differ in dropout rate or num_basis: {sorted(rates)}")
+    return rates.pop() if rates else None
+
+
+def _crossed(taken: dict[str, torch.Tensor], exact: dict[str, torch.Tensor]) -> int:
+    """How many ReLU inputs fell on the other side of the kink than in float64."""
+    return sum(int((taken[n] != exact[n]).sum()) for n in taken if n in exact)
+
+
+def compare(torch_model: torch.nn.Module, twin: nnx.Module, x: np.ndarray, *, seed: int = 0,
+            train: bool = True) -> tuple[dict[str, dict[str, TensorError]], tuple[int, int]]:  # fmt: skip
+    """Run both models against a float64 copy of ``torch_model``: eval, train, stats, grad.
+
+    Args:
+      torch_model: the timm model (float32), any mode; it is not modified.
+      twin: its NNX twin holding the same weights; it is not modified.
+      x: images ``(B, H, W, 3)``, channels last.
+      seed: seed of the dropout mask and the cotangent.
+      train: also the train-mode checks (``train``, ``stats``, ``grad``); else ``eval`` only.
+
+    Returns:
+      check -> tensor -> :class:`TensorError`; and how many ReLU inputs each float32 train
+      run put on the other side of the kink than float64 (each run is judged against float64
+      taking its sides).
+    """
+    rng = np.random.default_rng(seed)
+    x_torch = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    key = jax.random.key(seed)
+    drop = _dropout(torch_model)
+    keep = None if drop is None else np.asarray(keep_mask(key, drop[0], (x.shape[0], drop[1])))
+    with pinned_precision():
+        # eval
+        models = {"torch": copy.deepcopy(torch_model).eval(), "ref": copy.deepcopy(torch_model).double().eval()}
+        with torch.no_grad():
+            logits = {k: to_numpy(m(x_torch.to(next(m.parameters()).dtype))) for k, m in models.items()}
+        graphdef, state = nnx.split(nnx.view(twin, deterministic=True, use_running_average=True))
+        logits["jax"] = np.asarray(_jax_eval(graphdef, state, jnp.asarray(x)))
+        out = {"eval": {"logits": tensor_error(logits["torch"], logits["jax"], logits["ref"])}}
+        if not train:
+            return out, (0, 0)
+        # train: logits, updated statistics, gradients; each float32 run against the float64 model
+        # taking the same side of every ReLU kink as that run (see the module docstring)
+        cot = rng.standard_normal(logits["ref"].shape).astype(np.float32)
+        run = functools.partial(_torch_train, x=x_torch.double(), cot=torch.from_numpy(cot), keep=keep)
+        got_torch, torch_sides = _torch_train(copy.deepcopy(torch_model).float(), x_torch, torch.from_numpy(cot), keep)
+        train_view = nnx.view(twin, deterministic=False, use_running_average=False)
+        y, stats, g_params, g_x, jax_sides = _jax_train(*nnx.split(train_view), jnp.asarray(x), key, jnp.asarray(cot))
+        jax_sides = {k: torch.from_numpy(np.array(v)) for k, v in jax_sides.items()}
+        ref_torch, exact_sides = run(copy.deepcopy(torch_model).double(), force=torch_sides)
+        ref_jax, _ = run(copy.deepcopy(torch_model).double(), force=jax_sides)
+        got_jax = {"logits": np.asarray(y), "grad x": np.asarray(g_x)}
+        named = torch_state_dict({"params": nnx.to_pure_dict(g_params), "batch_stats": nnx.to_pure_dict(stats)}, torch_model)
+        for name, tensor in named.items():
+            if name.endswith(("running_mean", "running_var")):
+                got_jax[f"stats {name}"] = to_numpy(tensor)
+            elif not name.endswith("num_batches_tracked"):
+                got_jax[f"grad {name}"] = to_numpy(tensor)
+    crossed = (_crossed(torch_sides, exact_sides), _crossed(jax_sides, exact_sides))
+    for check, prefix in (("train", "logits"), ("stats", "stats "), ("grad", "grad ")):
+        out[check] = {name: tensor_error(got_torch[name], got_jax[name], ref_torch[name], ref_jax[name])
+                      for name in ref_torch if name.startswith(prefix)}  # fmt: skip
+    return out, crossed
+
+
+def round_trips(torch_model: torch.nn.Module, twin: nnx.Module) -> dict[str, bool]:
+    """timm -> NNX -> timm and NNX -> timm -> NNX, compared bit for bit, each into a target whose
+    values all differ first (``num_batches_tracked`` is torch-only: the target keeps its own).
+
+    Args:
+      torch_model: the timm model.
+      twin: its twin, holding the same weights (as :func:`prcm_jax.models.from_timm` made it).
+    """
+    target = copy.deepcopy(torch_model)
+    with torch.no_grad():
+        for t in target.state_dict().values():
+            t.add_(1) if t.is_floating_point() else None
+    back = nnx_to_torch(twin, target).state_dict()
+    want = {k: v for k, v in torch_model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    timm_exact = all(torch.equal(back[k], v) for k, v in want.items())
+    other = nnx.clone(twin)
+    nnx.update(other, jax.tree.map(lambda v: v + 1, nnx.state(other, (nnx.Param, nnx.BatchStat))))
+    again = torch_to_nnx(back, other)
+    flat = lambda m: dict(nnx.to_flat_state(nnx.state(m, (nnx.Param, nnx.BatchStat))))  # noqa: E731
+    a, b = flat(twin), flat(again)
+    nnx_exact = a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k][...]), np.asarray(b[k][...])) for k in a)
+    return {"timm -> nnx -> timm": timm_exact, "nnx -> timm -> nnx": nnx_exact}
+
+
+def run_network_case(case: NetworkCase) -> NetworkResult:
+    """Build, randomise, convert and compare one network x attention."""
+    from prcm_jax.models import from_timm
+
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal((case.batch, case.image, case.image, 3)).astype(np.float32)
+    calib = torch.from_numpy(rng.standard_normal((case.batch, 3, case.image, case.image)).astype(np.float32))
+    torch_model = randomize(build_timm(case), calib, seed=case.seed)
+    twin = from_timm(torch_model, seed=case.seed)
+    errors, crossed = compare(torch_model, twin, x, seed=case.seed, train=case.train)
+    limit = ratio_limit(case.batch, case.image)
+    checks = {check: summarize(tensors, limit) for check, tensors in errors.items()}
+    return NetworkResult(case, checks, round_trips(torch_model, twin), crossed)
+
+
+#: Attentions whose train-mode checks ``--quick`` runs (the others: eval and round trips): none,
+#: timm's SE, and AffinePRCM (the PRCM family's math and its dropout path).
+QUICK_TRAIN: tuple[str, ...] = ("none", "se", "AffinePRCM")
+
+
+def network_cases(networks: tuple[str, ...] = NETWORKS, attentions: tuple[str, ...] = ATTENTIONS, *, quick: bool = False,
+                  **kwargs) -> Iterator[NetworkCase]:  # fmt: skip
+    """Every network x attention; ``quick`` keeps the train-mode checks (``train``, ``stats``,
+    ``grad``: ~7 s of compiling each) to :data:`QUICK_TRAIN`.
+
+    Args:
+      networks: names from :data:`NETWORKS`.
+      attentions: names from :data:`ATTENTIONS`.
+      quick: the short sweep.
+      **kwargs: :class:`NetworkCase` fields (``batch``, ``image``, ``seed``, ...).
+    """
+    for network in networks:
+        for attention in attentions:
+            yield NetworkCase(network, attention, train=not quick or attention in QUICK_TRAIN, **kwargs)

@@ -1,0 +1,300 @@
+"""The NNX twins of timm's ResNets (prcm_jax.models): parity with timm on whole networks, a
+broken twin caught, from_timm, checkpoints both ways, Flax modes, and bad input."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+from flax import nnx
+
+import parity
+import prcm_jax
+import prcm_torch
+from parity.networks import (ATTENTIONS, CHECKS, QUICK_TRAIN, NetworkCase, compare, randomize, ratio_limit,
+                             run_network_case, summarize)  # fmt: skip
+from prcm_jax.models import BasicBlock, BatchNorm, ResNet, SqueezeExcite, from_timm, resnet18, resnet50, twin_config
+
+
+def _message(result) -> str:
+    lines = [f"{check}: ratio {c.ratio[0]:.2f} (limit {c.limit:.1f}) at {c.ratio[1]}" for check, c in result.checks.items()]
+    return "; ".join(lines + [f"round trips {result.exact}", f"kinks crossed {result.crossed}"])
+
+
+# -- parity on a whole network: resnet18 with every attention block --------------------------
+
+
+# Every check (eval, train, stats, grad, round trips) for no attention, timm's SE and AffinePRCM
+# (the dropout path of the PRCM family); eval and round trips for the other blocks. The train-mode
+# program takes ~7 s to compile per network: `python -m parity` runs every check for every block
+# on resnet18 and resnet50.
+FULL = QUICK_TRAIN
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_resnet18_matches_timm(attention):
+    result = run_network_case(NetworkCase("resnet18", attention, train=attention in FULL))
+    assert set(result.checks) == (set(CHECKS) if attention in FULL else {"eval"})
+    assert result.exact == {"timm -> nnx -> timm": True, "nnx -> timm -> nnx": True}
+    assert result.ok, _message(result)
+
+
+# -- the checks catch a twin that differs in anything but rounding ---------------------------
+
+
+class _AttentionAfterAdd(BasicBlock):
+    """A wrong twin: the attention after the residual add instead of before it."""
+
+    def __call__(self, x, *, deterministic=None, rngs=None):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        x = self.bn2(self.conv2(nnx.relu(self.bn1(self.conv1(x)))))
+        return self.se(nnx.relu(x + shortcut), deterministic=deterministic, rngs=rngs)
+
+
+class _FlaxRunningVariance(BatchNorm):
+    """A wrong twin: Flax's BatchNorm call (biased running variance, no unbiasing)."""
+
+    __call__ = nnx.BatchNorm.__call__
+
+
+def _same_padding(twin):
+    twin.conv1.padding = "SAME"  # pads the stride-2 7x7 stem (2, 3) where torch pads (3, 3)
+
+
+def _bn_epsilon(twin):
+    for _, m in nnx.iter_modules(twin):
+        if isinstance(m, BatchNorm):
+            m.epsilon = 1e-3
+
+
+def _attention_after_add(twin):
+    for _, m in nnx.iter_modules(twin):
+        if isinstance(m, BasicBlock):
+            m.__class__ = _AttentionAfterAdd  # a new class: a new graph, compiled afresh
+
+
+def _flax_running_variance(twin):
+    for _, m in nnx.iter_modules(twin):
+        if isinstance(m, BatchNorm):
+            m.__class__ = _FlaxRunningVariance
+
+
+@pytest.fixture(scope="module")
+def small_timm():
+    """A randomised timm ResNet with one BasicBlock per stage and AffinePRCM blocks (cheap to compile)."""
+    from timm.models.resnet import BasicBlock as TimmBasicBlock, ResNet as TimmResNet
+
+    torch.manual_seed(1)
+    model = TimmResNet(TimmBasicBlock, (1, 1, 1, 1), num_classes=10, block_args=dict(attn_layer=prcm_torch.AffinePRCM))
+    calib = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    return randomize(model, calib, seed=1)
+
+
+@pytest.mark.parametrize(("breakage", "check"), [(_same_padding, "eval"), (_bn_epsilon, "eval"),
+                                                 (_attention_after_add, "eval"), (_flax_running_variance, "stats")])  # fmt: skip
+def test_a_broken_twin_fails_the_checks(small_timm, breakage, check):
+    twin = from_timm(small_timm)
+    breakage(twin)
+    x = np.random.default_rng(2).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    errors, _ = compare(small_timm, twin, x, train=check != "eval")
+    summary = summarize(errors[check], ratio_limit(2, 64))
+    assert summary.ratio[0] > 100 * summary.limit, summary  # not a near miss: orders of magnitude
+
+
+# -- from_timm: every depth, the factories, and what it refuses ------------------------------
+
+
+def _meta(name, **kwargs):
+    with torch.device("meta"):
+        return timm.create_model(name, **kwargs)
+
+
+def _zeros(model):
+    return {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(("name", "attention"), [("resnet18", None), ("resnet34", prcm_torch.SEModule), ("resnet50", "se"),
+                                                 ("resnet50", prcm_torch.AffinePRCM)])  # fmt: skip
+def test_from_timm_pairs_with_timm_and_the_factories(name, attention):
+    skeleton = _meta(name, block_args=dict(attn_layer=attention))
+    twin = from_timm(skeleton, weights=_zeros(skeleton))  # strict: every key, shape and dtype
+    attn = None if attention is None else "se" if attention == "se" else getattr(prcm_jax, attention.__name__)
+    built = nnx.eval_shape(lambda: getattr(prcm_jax.models, name)(attn_layer=attn, rngs=nnx.Rngs(0)))
+    assert _shapes(twin) == _shapes(built)
+
+
+def _shapes(model):
+    return jax.tree.map(lambda v: (v.shape, v.dtype), nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat))))
+
+
+@pytest.mark.parametrize(("name", "depths"), [("resnet101", (3, 4, 23, 3))])
+def test_deep_factories_hold_timms_weights(name, depths):
+    skeleton = _meta(name)
+    assert twin_config(skeleton)["layers"] == depths
+    built = nnx.eval_shape(lambda: getattr(prcm_jax.models, name)(rngs=nnx.Rngs(0)))
+    sizes = sorted(int(np.prod(s)) for s, _ in jax.tree.leaves(_shapes(built), is_leaf=lambda t: isinstance(t, tuple)))
+    want = sorted(v.numel() for k, v in skeleton.state_dict().items() if not k.endswith("num_batches_tracked"))
+    assert sizes == want
+
+
+@pytest.mark.parametrize("channels", [24, 64, 100, 128, 256, 512, 1024, 2048])
+def test_squeeze_excite_has_timms_hidden_width(channels):
+    from timm.layers import SEModule
+
+    se = SqueezeExcite(channels, rngs=nnx.Rngs(0))
+    assert se.fc1.kernel.shape == (1, 1, channels, SEModule(channels, device="meta").fc1.out_channels)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "expected"), [
+    ("resnet18d", {}, "deep stem"),
+    ("resnet50", {"avg_down": True}, "avg_down=True"),
+    ("resnet50", {"drop_path_rate": 0.1}, "DropPath"),
+    ("resnet50", {"drop_block_rate": 0.1}, "DropBlock"),
+    ("resnet50", {"drop_rate": 0.2}, "dropout before the classifier"),
+    ("resnet50", {"global_pool": "max"}, "global_pool"),
+    ("resnet50", {"output_stride": 16}, "dilated"),
+    ("resnext50_32x4d", {}, "cardinality=32"),
+    ("wide_resnet50_2", {}, "convolution widths"),
+    ("resnet50", {"act_layer": "silu"}, r"SiLU \(act_layer"),
+    ("resnet50", {"norm_layer": "groupnorm"}, r"GroupNorm \(norm_layer\)"),
+    ("resnet50", {"block_args": {"attn_layer": "eca"}}, "EcaModule has no NNX twin"),
+])  # fmt: skip
+def test_from_timm_names_what_the_twins_do_not_cover(name, kwargs, expected):
+    with pytest.raises(parity.ConversionError, match=expected) as info:
+        twin_config(_meta(name, **kwargs))
+    assert "nothing was converted" in str(info.value)
+
+
+def test_from_timm_bad_arguments():
+    with pytest.raises(TypeError, match="expected a timm ResNet"):
+        from_timm(torch.nn.Linear(2, 3))
+    with pytest.raises(parity.ConversionError, match="meta device: pass weights="):
+        from_timm(_meta("resnet18"))
+    skeleton = _meta("resnet18", num_classes=10)
+    wrong = _zeros(_meta("resnet18"))  # 1000 classes
+    with pytest.raises(parity.ConversionError, match=r"fc.weight"):
+        from_timm(skeleton, weights=wrong)
+
+
+def test_from_timm_reads_classes_channels_dropout_and_mode():
+    attn_layer = lambda c, **kw: prcm_torch.PRCM(c, num_basis=4, dropout_rate=0.25, **kw)  # noqa: E731
+    model = timm.create_model("resnet18", in_chans=1, num_classes=0, block_args=dict(attn_layer=attn_layer))
+    twin = from_timm(model.eval())
+    block = twin.layer3[1].se
+    assert (type(block), block.num_basis, block.dropout_rate) == (prcm_jax.PRCM, 4, 0.25)
+    assert twin.num_classes == 0 and twin.in_chans == 1 and twin.layer1[0].bn1.use_running_average
+    y = twin(jnp.ones((2, 32, 32, 1)))
+    with torch.no_grad():
+        want = model(torch.ones(2, 1, 32, 32)).numpy()
+    assert y.shape == (2, 512) and np.allclose(y, want, rtol=1e-4, atol=1e-5)
+
+
+# -- checkpoints: .safetensors and .pth in, .safetensors out ---------------------------------
+
+
+def test_timm_checkpoints_into_the_twin_and_back(small_timm, tmp_path):
+    state = small_timm.state_dict()
+    safetensors.torch.save_file(state, tmp_path / "w.safetensors")
+    torch.save(state, tmp_path / "w.pth")
+    skeleton = copy.deepcopy(small_timm).to("meta").eval()
+    direct = from_timm(small_timm)
+    from_file = from_timm(skeleton, weights=tmp_path / "w.safetensors")
+    build = lambda: ResNet("basic", (1, 1, 1, 1), num_classes=10, attn_layer=prcm_jax.AffinePRCM, rngs=nnx.Rngs(0))  # noqa: E731
+    abstract = nnx.eval_shape(build)
+    by_hand = parity.torch_to_nnx(tmp_path / "w.pth", abstract)
+    for twin in (from_file, by_hand):
+        for a, b in zip(jax.tree.leaves(nnx.state(twin, (nnx.Param, nnx.BatchStat))),
+                        jax.tree.leaves(nnx.state(direct, (nnx.Param, nnx.BatchStat)))):  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    parity.save_safetensors(from_file, skeleton, tmp_path / "back.safetensors")
+    back = copy.deepcopy(small_timm)
+    back.load_state_dict(safetensors.torch.load_file(tmp_path / "back.safetensors"), strict=True)
+    for key, value in state.items():
+        assert torch.equal(back.state_dict()[key], value), key
+
+
+# -- Flax protocols: nnx.view, train/eval, dropout streams -----------------------------------
+
+
+@pytest.mark.parametrize("attn_layer", [None, "se", prcm_jax.PRCM])
+def test_modes_follow_nnx_view_and_train_eval(attn_layer):
+    model = nnx.eval_shape(lambda: ResNet("basic", (1, 1, 1, 1), num_classes=3, attn_layer=attn_layer, rngs=nnx.Rngs(0)))
+    flags = lambda m: {(type(s).__name__, k, getattr(s, k)) for _, s in nnx.iter_modules(m)  # noqa: E731
+                       for k in ("deterministic", "use_running_average") if hasattr(s, k)}
+    view = nnx.view(model, deterministic=True, use_running_average=True)
+    assert all(v for _, _, v in flags(view)) and not any(v for _, _, v in flags(model))
+    nnx.view(model, deterministic=True)  # accepted with or without a block that has dropout
+    nnx.view(model, use_running_average=True)
+    with pytest.raises(ValueError, match="Unused keys"):
+        nnx.view(model, determinstic=True)
+    model.eval()
+    assert all(v for _, _, v in flags(model))
+    model.train()
+    assert not any(v for _, _, v in flags(model))
+
+
+def test_each_block_draws_dropout_from_its_own_stream():
+    twin = from_timm(timm.create_model("resnet18", block_args=dict(attn_layer=prcm_torch.AffinePRCM)), seed=3)
+    keys = [np.asarray(jax.random.key_data(k)) for k in jax.tree.leaves(nnx.state(twin, nnx.RngKey))]
+    assert len(keys) == 8 and len({k.tobytes() for k in keys}) == 8
+
+
+def test_batchnorm_updates_running_statistics_like_torch():
+    x = np.random.default_rng(0).standard_normal((3, 5, 4, 6)).astype(np.float32) * 3 + 1
+    torch_bn = torch.nn.BatchNorm2d(6).double().train()
+    want = torch_bn(torch.from_numpy(x).double().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).detach().numpy()
+    bn = BatchNorm(6, rngs=nnx.Rngs(0))
+    got = np.asarray(bn(jnp.asarray(x)))
+    eps = np.finfo(np.float32).eps
+    assert np.abs(got - want).max() <= 16 * eps * np.abs(want).max()
+    for ours, theirs in ((bn.mean, torch_bn.running_mean), (bn.var, torch_bn.running_var)):  # unbiased variance, as torch
+        np.testing.assert_allclose(np.asarray(ours[...]), theirs.numpy(), rtol=16 * eps)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        BatchNorm(6, rngs=nnx.Rngs(0))(jnp.ones((1, 1, 1, 6)))
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_bad_input_is_named_before_any_work():
+    model = nnx.eval_shape(lambda: resnet18(num_classes=2, rngs=nnx.Rngs(0)))  # the checks run before any weight is read
+    with pytest.raises(ValueError, match=r"expected an input \(B, H, W, 3\).*got shape \(2, 3, 32, 32\)"):
+        model(jnp.ones((2, 3, 32, 32)))
+    with pytest.raises(ValueError, match=r"got shape \(32, 32, 3\)"):
+        model(jnp.ones((32, 32, 3)))
+    with pytest.raises(TypeError, match="expected a floating-point input, got dtype int32"):
+        model(jnp.ones((1, 32, 32, 3), jnp.int32))
+    with pytest.raises(TypeError, match="expected a JAX or NumPy array, got Tensor"):
+        model(torch.ones(1, 32, 32, 3))
+    with pytest.raises(ValueError, match="block must be one of"):
+        ResNet("bottle", (1, 1, 1, 1), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="layers must be 4 ints >= 1"):
+        ResNet("basic", (2, 2, 2), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="num_classes must be an int >= 0"):
+        resnet18(num_classes=-1, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="attn_layer must be None, 'se' or a module class"):
+        resnet18(attn_layer="cbam", rngs=nnx.Rngs(0))
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_parity_cli_networks_part(monkeypatch, capsys):
+    from parity import __main__ as cli
+    from parity.networks import CheckSummary, NetworkResult
+
+    def fake(case):
+        summary = CheckSummary(1, (1.0, 99.0), (1.0, 99.0), (99.0, "logits"), 13.6)
+        return NetworkResult(case, {"eval": summary}, {"timm -> nnx -> timm": True, "nnx -> timm -> nnx": True})
+
+    monkeypatch.setattr(cli, "run_network_case", fake)
+    assert cli.main(["--quick", "--networks", "resnet18", "--attentions", "PRCM,se"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL at logits" in out and "2 of 2 network cases failed" in out and "module" not in out.split("parity, networks")[0]
+    with pytest.raises(SystemExit) as bad:
+        cli.parse_args(["--attentions", "cbam"])
+    assert bad.value.code == 2 and "unknown attention cbam; choose from none, se, PRCM" in capsys.readouterr().err
