@@ -1,33 +1,37 @@
-"""Tables, findings, plots and files from the benchmark's records.
+"""Tables, findings and files from the benchmark's records and comparisons.
 
-Every number in the report is computed from the records of the run; nothing is canned.
+Every number in the report is computed from the run's records and comparisons; nothing is
+canned. A ratio is printed as ``1.73x [1.65, 1.81]`` (95% interval, :mod:`bench.stats`); one
+whose interval reaches within the noise threshold of 1 is marked ``n.s.`` and no finding
+names a winner there.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.suites import COMPONENTS, LOOP, Record
+from bench import stats
+from bench.runner import SUM_OF_PARTS
+from bench.suites import Comparison, Record
+from bench.workloads import COMPONENTS, LOOP, MIN_TRAFFIC
 
-__all__ = ["Table", "tables", "findings", "write_results", "write_report", "write_plots", "copy_fractions"]
+__all__ = ["Table", "tables", "findings", "write_results", "write_report", "copy_fractions", "load_summary", "fmt_ratio", "SWEEPS"]
 
 SWEEPS = {"channels": "channels", "resolution": "resolution", "num_basis": "num_basis", "batch": "batch"}
-SUM_OF_PARTS = {  # the seed's components each module is built from
-    "PRCM": ("Global Avg Pool", "Basis Projection", "Linear", "Sigmoid", "Unsqueeze x2", "Scale (x*alpha)"),
-    "AffinePRCM": ("Global Avg Pool", "Basis Projection", "Linear", "Linear", "Sigmoid", "Unsqueeze x2",
-                   "Unsqueeze x2", "Affine (x*alpha+beta)"),
-}  # fmt: skip
+#: Unstable lanes listed in the flags table (all are in results.json).
+FLAGS_SHOWN = 25
+#: The point the issue's training targets are stated at.
+TRAIN_POINT = (8, 64, 56)
 
 
 @dataclass
 class Table:
-    """A rendered-agnostic table."""
+    """A renderer-agnostic table."""
 
     title: str
     headers: list[str]
@@ -35,244 +39,481 @@ class Table:
     note: str = ""
 
 
+def fmt_ratio(c: Comparison | None) -> str:
+    """``1.73x [1.65, 1.81]``, with `` n.s.`` when the interval holds 1 (within the noise).
+
+    >>> c = Comparison("latency", "backend", "PRCM", None, "torch-eager", "jax-jit", 1, 64, 64, 8, 1, 1.01, [0.98, 1.04], False)
+    >>> fmt_ratio(c)
+    '1.01x [0.98, 1.04] n.s.'
+    """
+    if c is None:
+        return ""
+    return str(stats.Ratio(c.ratio, *c.ci95)) + ("" if c.significant else " n.s.")
+
+
 def _ms(r: Record | None) -> str:
     if r is None:
         return ""
     if r.status != "ok":
         return r.status
-    return f"{r.median_ms:.4f}" if r.median_ms is not None else ""
+    if r.median_ms is None:
+        return ""
+    return f"{r.median_ms:.4f}" + ("!" if r.flag else "")
 
 
 def _ok(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r.status == "ok" and r.median_ms is not None]
 
 
-def _ratio(a: Record | None, b: Record | None) -> float | None:
-    if a and b and a.status == b.status == "ok" and a.median_ms and b.median_ms:
-        return a.median_ms / b.median_ms
-    return None
+def _point(x: Record | Comparison) -> tuple:
+    return (x.batch, x.channels, x.resolution, x.num_basis)
 
 
-def _ratios(a: Record | None, b: Record | None) -> tuple[float, float] | None:
-    """a / b on medians and on p10s, when both were measured."""
-    ratio = _ratio(a, b)
-    return None if ratio is None else (ratio, a.p10_ms / b.p10_ms)
+def _shape(x: Record | Comparison) -> str:
+    return f"({x.batch}, {x.channels}, {x.resolution}, {x.resolution})"
 
 
-def _fmt_ratio(value: float | None, suffix: str = "x") -> str:
-    return "" if value is None else f"{value:.2f}{suffix}"
+def _threads(items: Iterable[Record | Comparison]) -> list[int]:
+    return sorted({x.threads for x in items if x.threads is not None})
+
+
+def _find(comparisons: Iterable[Comparison], **fields: Any) -> Comparison | None:
+    return next((c for c in comparisons if all(getattr(c, k) == v for k, v in fields.items())), None)
 
 
 def copy_fractions(records: list[Record]) -> dict[str, float]:
-    """Set ``copy_fraction`` on every roofline record: its GB/s over the best copy (read + write)
-    measured in this run at the same size, so cache-sized and memory-sized tensors each meet
-    their own roofline. Returns the copy bandwidth in GB/s by input shape."""
-    def size(r: Record) -> tuple:
-        return (r.batch, r.channels, r.resolution)
+    """Set ``copy_fraction`` on every record with a bandwidth: its GB/s over the best copy
+    (read + write) measured in this run at the same size and thread setting, so cache-sized
+    and memory-sized tensors each meet their own roofline. Returns the copy GB/s by size."""
+    def key(r: Record) -> tuple:
+        return (r.batch, r.channels, r.resolution, r.threads)
 
     best: dict[tuple, float] = {}
     for r in records:
-        if r.suite == "roofline" and r.op == "copy" and r.gbps:
-            best[size(r)] = max(best.get(size(r), 0.0), r.gbps)
+        if r.op == "copy" and r.gbps:
+            best[key(r)] = max(best.get(key(r), 0.0), r.gbps)
     for r in records:
-        if r.suite == "roofline" and r.gbps and size(r) in best:
-            r.copy_fraction = r.gbps / best[size(r)]
-    return {f"{(b, c, res, res)}": gbps for (b, c, res), gbps in best.items()}
+        if r.gbps and key(r) in best:
+            r.copy_fraction = r.gbps / best[key(r)]
+    return {f"{(b, c, res, res)}, {t} thread{'s' if t != 1 else ''}": gbps for (b, c, res, t), gbps in best.items()}
 
 
-def tables(records: list[Record], backends: Sequence[str]) -> list[Table]:
-    """One or more tables per suite present in ``records``."""
+def load_summary(records: list[Record]) -> dict[str, float] | None:
+    """Share of the machine's CPU time other processes used while points were timed, per
+    thread setting: mean over the points and the highest point (``None`` off Linux)."""
+    loads: dict[int, dict[tuple, float]] = {}
+    for r in records:
+        if r.load is not None:
+            loads.setdefault(r.threads, {})[(r.suite, _point(r), r.workload, r.network)] = r.load
+    return {f"{t} thread{'s' if t != 1 else ''}": {"mean": round(sum(v.values()) / len(v), 3), "max": round(max(v.values()), 3)}
+            for t, v in sorted(loads.items())} or None
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def tables(records: list[Record], comparisons: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    """One or more tables per suite present in ``records``, then the thread settings and flags."""
     out = []
-    suites = list(dict.fromkeys(r.suite for r in records))
-    for suite in suites:
+    for suite in dict.fromkeys(r.suite for r in records):
         rows = [r for r in records if r.suite == suite]
-        out.extend(_BUILDERS[suite](rows, backends) if suite in _BUILDERS else [])
+        comps = [c for c in comparisons if c.suite == suite]
+        if suite in SWEEPS:
+            out.extend(_sweep(rows, comps, backends, SWEEPS[suite]))
+        elif suite in _BUILDERS:
+            out.extend(_BUILDERS[suite](rows, comps, backends))
+    out.extend(_threads_table(records, comparisons, backends))
+    out.extend(_flags_table(records))
     return out
 
 
-def _params(rows: list[Record], backends: Sequence[str]) -> list[Table]:
+def _params(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
     totals = {(r.module, r.backend): r.params for r in rows if r.parameter is None}
     modules = list(dict.fromkeys(r.module for r in rows))
     torch_b = next((b for b in backends if b.startswith("torch")), None)
+    jax_b = next((b for b in backends if b.startswith("jax")), None)
     table = Table("params: parameter count (C=64, K=8)", ["module", "torch", "jax", "extra vs PRCM"])
-    base = totals.get(("PRCM", torch_b)) or totals.get(("PRCM", "jax-jit"))
+    base = totals.get(("PRCM", torch_b)) or totals.get(("PRCM", jax_b))
     for m in modules:
-        t, j = totals.get((m, torch_b)), totals.get((m, "jax-jit"))
+        t, j = totals.get((m, torch_b)), totals.get((m, jax_b))
         n = t if t is not None else j
         extra = "baseline" if m == "PRCM" else (f"{n - base:+,}" if n is not None and base is not None else "")
         table.rows.append([m, f"{t:,}" if t is not None else "", f"{j:,}" if j is not None else "", extra])
     breakdown = Table("params: breakdown", ["module", "parameter", "count"])
     seen = set()
     for r in rows:
-        if r.parameter and (r.module, r.parameter) not in seen and r.backend == (torch_b or "jax-jit"):
+        if r.parameter and (r.module, r.parameter) not in seen and r.backend == (torch_b or jax_b):
             seen.add((r.module, r.parameter))
             breakdown.rows.append([r.module, r.parameter, f"{r.params:,}"])
     return [table, breakdown]
 
 
-def _latency(rows: list[Record], backends: Sequence[str]) -> list[Table]:
-    idx = {(r.module, r.backend): r for r in rows}
+def _versus_jit(backends: Sequence[str]) -> list[str]:
+    return [b for b in backends if b != "jax-jit"] if "jax-jit" in backends else []
+
+
+def _latency(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    out = []
+    for t in _threads(rows):
+        idx = {(r.module, r.backend): r for r in rows if r.threads == t}
+        modules = list(dict.fromkeys(r.module for r in rows))
+        others = _versus_jit(backends)
+        table = Table(f"latency: median ms at (1, 64, 64, 64), {t} thread(s)",
+                      ["module", *backends, *[f"{b} / jax-jit" for b in others]],
+                      note="ratio [95% CI] from paired rounds; n.s. = not significant; ! = unstable lane (see flags)")  # fmt: skip
+        versus = Table(f"latency: each module / PRCM per backend, {t} thread(s)", ["module", *backends])
+        for m in modules:
+            ratios = [_find(comps, kind="backend", module=m, numerator=b, denominator="jax-jit", threads=t) for b in others]
+            table.rows.append([m, *[_ms(idx.get((m, b))) for b in backends], *map(fmt_ratio, ratios)])
+            versus.rows.append([m, *["baseline" if m == "PRCM" else fmt_ratio(
+                _find(comps, kind="module", backend=b, numerator=m, denominator="PRCM", threads=t)) for b in backends]])  # fmt: skip
+        out += [table, versus]
+    return out
+
+
+def _components(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    out = []
+    for t in _threads(rows):
+        idx = {(r.op or r.module, r.backend): r for r in rows if r.threads == t}
+        table = Table(f"components: median ms of each operation alone, and of the whole module, {t} thread(s)",
+                      ["operation", *backends], note="whole / sum: paired ratio of the module to the sum of its parts, per round")  # fmt: skip
+        for op in COMPONENTS:
+            table.rows.append([op, *[_ms(idx.get((op, b))) for b in backends]])
+        for module, parts in SUM_OF_PARTS.items():
+            sums = []
+            for b in backends:
+                part = [idx.get((p, b)) for p in parts]
+                sums.append(f"{sum(p.median_ms for p in part):.4f}" if all(p and p.status == "ok" for p in part) else "")
+            table.rows.append([f"{module}: sum of parts", *sums])
+            table.rows.append([f"{module}: whole module", *[_ms(idx.get((module, b))) for b in backends]])
+            table.rows.append([f"{module}: whole / sum", *[fmt_ratio(_find(comps, kind="parts", module=module, backend=b, threads=t))
+                                                         for b in backends]])  # fmt: skip
+        out.append(table)
+    return out
+
+
+def _sweep(rows: list[Record], comps: list[Comparison], backends: Sequence[str], key: str) -> list[Table]:
+    suite = rows[0].suite
     modules = list(dict.fromkeys(r.module for r in rows))
-    others = [b for b in backends if b != "jax-jit"] if "jax-jit" in backends else []
-    table = Table("latency: median ms at (1, 64, 64, 64)", ["module", *backends, *[f"{b} / jax-jit" for b in others]],
-                  note="p10-p90 spreads are in results.json")  # fmt: skip
-    versus = Table("latency: each module vs PRCM, per backend", ["module", *backends])
-    for m in modules:
-        ratios = [_ratio(idx.get((m, b)), idx.get((m, "jax-jit"))) for b in others]
-        table.rows.append([m, *[_ms(idx.get((m, b))) for b in backends], *map(_fmt_ratio, ratios)])
-        versus.rows.append([m, *[
-            "baseline" if m == "PRCM" else _fmt_ratio(None if r is None else (r - 1) * 100, "%")
-            for r in (_ratio(idx.get((m, b)), idx.get(("PRCM", b))) for b in backends)
-        ]])  # fmt: skip
-    return [table, versus]
+    title = {"channels": "latency vs channels (64x64, K=8)", "resolution": "latency vs resolution (C=64)",
+             "num_basis": "latency vs num_basis (C=64, 64x64)", "batch": "latency vs batch (C=64, 64x64)"}[key]  # fmt: skip
+    out = []
+    for t in _threads(rows):
+        idx = {(getattr(r, key), r.module, r.backend): r for r in rows if r.threads == t}
+        table = Table(f"{suite}: {title}, {t} thread(s)", [key, "backend", *modules, "AffinePRCM / PRCM", "vs jax-jit (PRCM)"],
+                      note="median ms per call; ratios [95% CI] from paired rounds")  # fmt: skip
+        for value in sorted({getattr(r, key) for r in rows}):
+            for b in backends:
+                sel = dict(threads=t, **{key: value})
+                affine = _find(comps, kind="module", backend=b, numerator="AffinePRCM", **sel)
+                jit = _find(comps, kind="backend", module="PRCM", numerator=b, denominator="jax-jit", **sel)
+                table.rows.append([str(value), b, *[_ms(idx.get((value, m, b))) for m in modules], fmt_ratio(affine), fmt_ratio(jit)])
+        out.append(table)
+    return out
 
 
-def _components(rows: list[Record], backends: Sequence[str]) -> list[Table]:
-    idx = {(r.op or r.module, r.backend): r for r in rows}
-    table = Table("components: median ms of each operation alone, and of the whole module", ["operation"] + list(backends))
-    for op in COMPONENTS:
-        table.rows.append([op] + [_ms(idx.get((op, b))) for b in backends])
-    for module, parts in SUM_OF_PARTS.items():
-        sums, wholes = [], []
-        for b in backends:
-            part = [idx.get((p, b)) for p in parts]
-            ok = all(p is not None and p.status == "ok" for p in part)
-            sums.append(f"{sum(p.median_ms for p in part):.4f}" if ok else "")
-            wholes.append(idx.get((module, b)))
-        table.rows.append([f"{module}: sum of parts"] + sums)
-        table.rows.append([f"{module}: whole module"] + [_ms(w) for w in wholes])
-        table.rows.append([f"{module}: whole / sum"] + [
-            _fmt_ratio(w.median_ms / float(s)) if w is not None and w.status == "ok" and s else ""
-            for w, s in zip(wholes, sums)
-        ])  # fmt: skip
-    return [table]
+def _mb(n: int | None) -> str:
+    return "" if n is None else f"{n / 1e6:.2f}"
 
 
-def _sweep(rows: list[Record], backends: Sequence[str], key: str) -> list[Table]:
-    modules = list(dict.fromkeys(r.module for r in rows))
-    idx = {(getattr(r, key), r.module, r.backend): r for r in rows}
-    title = {"channels": "channels: latency vs channels (64x64, K=8)", "resolution": "resolution: latency vs resolution (C=64)",
-             "num_basis": "num_basis: latency vs num_basis (C=64, 64x64)", "batch": "batch: latency vs batch (C=64, 64x64)"}[key]  # fmt: skip
-    table = Table(title, [key, "backend", *modules, "Affine/PRCM", "overhead ms"],
-                  note="median ms per call; overhead = AffinePRCM - PRCM")  # fmt: skip
-    for value in sorted({getattr(r, key) for r in rows}):
-        for b in backends:
-            a, p = idx.get((value, "AffinePRCM", b)), idx.get((value, "PRCM", b))
-            ratio = _ratio(a, p)
-            table.rows.append([str(value), b, *[_ms(idx.get((value, m, b))) for m in modules], _fmt_ratio(ratio),
-                               f"{a.median_ms - p.median_ms:+.4f}" if ratio is not None else ""])  # fmt: skip
-    return [table]
+def _train(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    out = []
+    for t in _threads(rows):
+        table = Table(f"train: one training step (forward, loss sum(y * cot), gradients to x and every parameter), {t} thread(s)",
+                      ["input", "module", "backend", "ms", "saved MB", "of which inputs", "GB/s", "copy fraction"],
+                      note=f"minimum traffic {MIN_TRAFFIC['train']:.0f} x the input's size; saved_bytes per backend: see README")  # fmt: skip
+        ratios = Table(f"train: step time / jax-jit's, {t} thread(s)", ["input", "module", *[f"{b} / jax-jit" for b in _versus_jit(backends)]])
+        for r in (r for r in rows if r.threads == t):
+            frac = f"{r.copy_fraction:.0%}" if r.copy_fraction else ""
+            table.rows.append([_shape(r), r.module or r.op, r.backend, _ms(r), _mb(r.saved_bytes), _mb(r.saved_input_bytes),
+                               f"{r.gbps:.1f}" if r.gbps else "", frac])  # fmt: skip
+        for point, module in dict.fromkeys((_point(r), r.module) for r in rows if r.module and r.threads == t):
+            b, c, res, _ = point
+            cells = [fmt_ratio(_find(comps, kind="backend", module=module, numerator=o, denominator="jax-jit", threads=t,
+                                     batch=b, channels=c, resolution=res)) for o in _versus_jit(backends)]  # fmt: skip
+            ratios.rows.append([f"({b}, {c}, {res}, {res})", module, *cells])
+        out += [table, ratios]
+    return out
 
 
-def _fusion(rows: list[Record], backends: Sequence[str]) -> list[Table]:
+def _fusion(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
     idx = {(r.module, r.backend): r for r in rows}
-    table = Table("fusion: kernels per call at (1, 64, 64, 64)", ["module"] + list(backends),
-                  note="jax-jit: XLA ENTRY kernels; torch-eager: ATen ops dispatched (CUDA kernels on GPU); "
-                       "torch-compile: Inductor kernels + library calls")  # fmt: skip
+    table = Table("fusion: kernels per call at (1, 64, 64, 64)", ["module", *backends],
+                  note="jax-jit: XLA ENTRY kernels; jax-eager: JAX operations dispatched; torch-eager: ATen ops "
+                       "dispatched (CUDA kernels on GPU); torch-compile: Inductor kernels + library calls")  # fmt: skip
     for m in dict.fromkeys(r.module for r in rows):
-        table.rows.append([m] + [
-            str(idx[(m, b)].kernels) if (m, b) in idx and idx[(m, b)].kernels is not None else (idx[(m, b)].status if (m, b) in idx else "")
-            for b in backends
-        ])  # fmt: skip
+        cells = []
+        for b in backends:
+            r = idx.get((m, b))
+            cells.append("" if r is None else str(r.kernels) if r.kernels is not None else r.status)
+        table.rows.append([m, *cells])
     return [table]
 
 
-def _roofline(rows: list[Record], backends: Sequence[str]) -> list[Table]:
-    table = Table("roofline: the seed point and (1..16, 64, 256, 256), float32",
-                  ["batch", "MB", "what", "variant", "backend", "ms", "GB/s", "copy fraction"],
-                  note="minimum bytes: read x for the mean, read x and write y for the scale (3 x size); copy fraction: "
-                       "GB/s over the best copy at the same size; copy: read + "
-                       "write; fresh = new output each call; donated = input buffer reused for the output (jax-jit); "
-                       f"loop = module applied {LOOP}x in one call, per application (jax-jit: input donated)")  # fmt: skip
-    for r in rows:
-        mb = f"{r.batch * r.channels * r.resolution**2 * 4 / 1e6:.0f}"
-        gbps = f"{r.gbps:.1f}" if r.gbps else ""
-        frac = f"{r.copy_fraction:.0%}" if r.copy_fraction else ""
-        table.rows.append([str(r.batch), mb, r.module or r.op, r.variant or "", r.backend, _ms(r), gbps, frac])
-    return [table]
+def _roofline(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    out = []
+    for t in _threads(rows):
+        table = Table(f"roofline: the seed point and tensors beyond the caches, float32, {t} thread(s)",
+                      ["input", "MB", "what", "variant", "backend", "ms", "GB/s", "copy fraction", "passes"],
+                      note=f"minimum bytes: {MIN_TRAFFIC['fresh']:.0f} x size for a block alone (read x for the mean, read x and "
+                           f"write y), {MIN_TRAFFIC['loop']:.2f} x per block in a chain of {LOOP} (one read per block for its mean, "
+                           "computed from x on the fly, then one read and one write: n + 2 passes for n blocks), copy 2 x; "
+                           "copy fraction: GB/s over the best copy at the same size; passes: full-size reads + writes per block "
+                           "in the compiled code (XLA's HLO, Inductor's wrapper)")  # fmt: skip
+        for r in (r for r in rows if r.threads == t):
+            mb = f"{r.batch * r.channels * r.resolution**2 * 4 / 1e6:.0f}"
+            table.rows.append([_shape(r), mb, r.module or r.op, r.variant or "", r.backend, _ms(r),
+                               f"{r.gbps:.1f}" if r.gbps else "", f"{r.copy_fraction:.0%}" if r.copy_fraction else "",
+                               f"{r.passes:.2f}" if r.passes is not None else ""])  # fmt: skip
+        out.append(table)
+    return out
 
 
-def _dispatch(rows: list[Record], backends: Sequence[str]) -> list[Table]:
+def _dispatch(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
     paths = list(dict.fromkeys(r.path for r in rows))
-    idx = {(r.resolution, r.module, r.path): r for r in rows}
-    table = Table("dispatch: jax-jit per call by call path (median ms)", ["input", "module"] + paths,
-                  note="compiled = jax.jit(f).lower(state, x).compile() over one nnx.split, the path jax-jit uses")  # fmt: skip
-    for res, module in dict.fromkeys((r.resolution, r.module) for r in rows):
-        table.rows.append([f"(1, 64, {res}, {res})", module] + [_ms(idx.get((res, module, p))) for p in paths])
+    out = []
+    for t in _threads(rows):
+        idx = {(r.resolution, r.module, r.path): r for r in rows if r.threads == t}
+        table = Table(f"dispatch: jax-jit per call by call path (median ms; ratio to compiled), {t} thread(s)",
+                      ["input", "module", *paths],
+                      note="compiled = jax.jit(f).lower(params, x).compile() over one nnx.split, the path jax-jit uses")  # fmt: skip
+        for res, module in dict.fromkeys((r.resolution, r.module) for r in rows):
+            cells = []
+            for p in paths:
+                c = _find(comps, kind="path", module=module, numerator=p, resolution=res, threads=t)
+                cells.append(_ms(idx.get((res, module, p))) + (f" ({fmt_ratio(c)})" if c else ""))
+            table.rows.append([f"(1, 64, {res}, {res})", module, *cells])
+        out.append(table)
+    return out
+
+
+def _network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    out = []
+    for t in _threads(rows):
+        table = Table(f"network: timm ResNets (torch) and their NNX twins (JAX), {t} thread(s)",
+                      ["network", "input", "step", "attention", "params (torch / jax)", *backends, "overhead vs none (per backend)",
+                       *[f"{b} / jax-jit" for b in _versus_jit(backends)]],
+                      note="median ms per call; overhead = time with the block / time without it - 1, from paired rounds, 95% CI; "
+                           "step: forward = inference in eval mode, train = forward in train mode, loss sum(logits * cot), "
+                           "gradients to the input and every parameter")  # fmt: skip
+        keys = dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t)
+        for net, point, workload, module in keys:
+            sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
+            idx = {r.backend: r for r in sel}
+            params = sorted({f"{r.params:,}" for r in sel if r.params})
+            overhead = []
+            for b in backends:
+                c = _find(comps, kind="module", backend=b, numerator=module, network=net, workload=workload, threads=t,
+                          batch=point[0], resolution=point[2])  # fmt: skip
+                if c:
+                    overhead.append(f"{b}: {c.ratio - 1:+.1%} [{c.ci95[0] - 1:+.1%}, {c.ci95[1] - 1:+.1%}]" + ("" if c.significant else " n.s."))
+            ratios = [fmt_ratio(_find(comps, kind="backend", module=module, numerator=o, denominator="jax-jit", network=net,
+                                      workload=workload, threads=t, batch=point[0], resolution=point[2]))
+                      for o in _versus_jit(backends)]  # fmt: skip
+            table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module, " / ".join(params),
+                               *[_ms(idx.get(b)) for b in backends], "; ".join(overhead), *ratios])  # fmt: skip
+        out.append(table)
+    return out
+
+
+_BUILDERS = {"params": _params, "latency": _latency, "components": _components, "train": _train, "fusion": _fusion,
+             "roofline": _roofline, "dispatch": _dispatch, "network": _network}  # fmt: skip
+
+
+def _threads_table(records: list[Record], comparisons: list[Comparison], backends: Sequence[str]) -> list[Table]:
+    comps = [c for c in comparisons if c.kind == "threads" and c.suite in ("latency", "train") and c.workload != "op"]
+    if not comps:
+        return []
+    table = Table("threads: time at fewer threads / time at all threads, per lane (latency and train)",
+                  ["suite", "input", "module", *backends],
+                  note="unpaired bootstrap (the settings run in separate processes, point by point); < 1: fewer threads is faster")  # fmt: skip
+    for suite, point, module in dict.fromkeys((c.suite, _point(c), c.module) for c in comps):
+        cells = []
+        for b in backends:
+            found = [c for c in comps if (c.suite, _point(c), c.module, c.backend) == (suite, point, module, b)]
+            cells.append("; ".join(f"{c.numerator.split()[0]}: {fmt_ratio(c)}" for c in found))
+        table.rows.append([suite, f"({point[0]}, {point[1]}, {point[2]}, {point[2]})", module, *cells])
     return [table]
 
 
-_BUILDERS = {
-    "params": _params, "latency": _latency, "components": _components, "fusion": _fusion, "roofline": _roofline,
-    "dispatch": _dispatch, **{s: (lambda rows, backends, key=k: _sweep(rows, backends, key)) for s, k in SWEEPS.items()},
-}  # fmt: skip
+def _flags_table(records: list[Record]) -> list[Table]:
+    flagged = [r for r in _ok(records) if r.flag]
+    if not flagged:
+        return []
+    shown = sorted(flagged, key=lambda r: -(r.spread or 0))[:FLAGS_SHOWN]
+    more = f" ({len(flagged) - len(shown)} more in results.json)" if len(flagged) > len(shown) else ""
+    table = Table(f"flags: {len(flagged)} unstable lane(s), the widest first{more}", ["suite", "input", "item", "backend", "threads", "flag"],
+                  note="what to do: " + stats.ADVICE)
+    for r in shown:
+        table.rows.append([r.suite, _shape(r), (r.module or r.op) + (f" ({r.variant or r.path})" if r.variant or r.path else ""),
+                           r.backend, str(r.threads), r.flag])  # fmt: skip
+    return [table]
 
 
-def findings(records: list[Record], copy_gbps: dict[str, float]) -> list[str]:
-    """Sentences computed from the records."""
+# -- findings ---------------------------------------------------------------------------------
+
+
+def _ratio_list(comps: list[Comparison], label: str) -> str:
+    return ", ".join(f"{getattr(c, label)} {fmt_ratio(c)}" for c in comps)
+
+
+def _winner(c: Comparison) -> str:
+    if not c.significant:
+        return "no significant difference"
+    return f"{c.denominator} faster" if c.ratio > 1 else f"{c.numerator} faster"
+
+
+def findings(records: list[Record], comparisons: list[Comparison], copy_gbps: dict[str, float]) -> list[str]:
+    """Sentences computed from the records and comparisons; none names a winner where the
+    interval holds 1 (within the noise threshold)."""
     out = []
     ok = _ok(records)
-    seed = {(r.module, r.backend): r for r in ok if r.suite == "latency"}
-    for other in ("torch-eager", "torch-compile"):
-        ratios = {m: _ratios(seed.get((m, other)), seed.get((m, "jax-jit"))) for m, _ in seed}
-        ratios = {m: r for m, r in ratios.items() if r}
-        if ratios:
-            lo, hi = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
-            p10 = [r[1] for r in ratios.values()]
-            out.append(f"At the seed point {other} / jax-jit = {ratios[lo][0]:.2f}x ({lo}) to {ratios[hi][0]:.2f}x ({hi}) "
-                       f"on medians; {min(p10):.2f}x to {max(p10):.2f}x on p10 (the least disturbed calls).")  # fmt: skip
-    for backend in dict.fromkeys(r.backend for r in ok):
-        ratios = []
-        for suite in ("latency", *SWEEPS):
-            idx = {(r.module, r.batch, r.channels, r.resolution, r.num_basis): r for r in ok if r.suite == suite and r.backend == backend}
-            ratios += [_ratios(rec, idx.get(("PRCM", *cfg))) for (m, *cfg), rec in idx.items() if m == "AffinePRCM"]
-        ratios = [r for r in ratios if r]
-        if ratios:
-            med, p10 = [r[0] for r in ratios], [r[1] for r in ratios]
-            out.append(f"{backend}: AffinePRCM / PRCM = {min(med):.2f}x to {max(med):.2f}x over {len(ratios)} point(s) "
-                       f"(median {statistics.median(med):.2f}x); on p10 {min(p10):.2f}x to {max(p10):.2f}x.")  # fmt: skip
-    comps = {(r.op or r.module, r.backend): r for r in ok if r.suite == "components"}
-    for backend in dict.fromkeys(b for _, b in comps):
-        parts = [comps.get((p, backend)) for p in SUM_OF_PARTS["AffinePRCM"]]
-        whole = comps.get(("AffinePRCM", backend))
-        if whole and all(parts):
-            total = sum(p.median_ms for p in parts)
-            out.append(f"{backend}: AffinePRCM costs {whole.median_ms / total:.2f}x the sum of its {len(parts)} parts "
-                       f"({whole.median_ms:.4f} vs {total:.4f} ms).")  # fmt: skip
+    for t in _threads(comparisons):
+        for other in ("torch-eager", "torch-compile", "jax-eager"):
+            comps = [c for c in comparisons if c.suite == "latency" and c.kind == "backend" and c.threads == t
+                     and c.numerator == other and c.denominator == "jax-jit"]  # fmt: skip
+            if comps:
+                out.append(f"Seed point (1, 64, 64, 64), {t} thread(s), {other} / jax-jit: {_ratio_list(comps, 'module')}.")
+    for t in _threads(comparisons):
+        for b in dict.fromkeys(c.backend for c in comparisons if c.kind == "module"):
+            comps = [c for c in comparisons if c.kind == "module" and c.backend == b and c.threads == t
+                     and c.numerator == "AffinePRCM" and c.suite in ("latency", *SWEEPS)]  # fmt: skip
+            comps = list({_point(c): c for c in reversed(comps)}.values())  # a point shared by suites counts once (latency's)
+            if comps:
+                up = sum(c.significant and c.ratio > 1 for c in comps)
+                down = sum(c.significant and c.ratio < 1 for c in comps)
+                lo, hi = min(comps, key=lambda c: c.ratio), max(comps, key=lambda c: c.ratio)
+                out.append(f"{b}, {t} thread(s): AffinePRCM / PRCM over {len(comps)} point(s): slower at {up}, faster at {down}, "
+                           f"not significant at {len(comps) - up - down}; from {fmt_ratio(lo)} ({_shape(lo)}) to "
+                           f"{fmt_ratio(hi)} ({_shape(hi)}).")  # fmt: skip
+    for c in (c for c in comparisons if c.kind == "parts"):
+        out.append(f"{c.backend}, {c.threads} thread(s): {c.module} costs {fmt_ratio(c)} the sum of its "
+                   f"{len(SUM_OF_PARTS[c.module])} parts timed alone.")  # fmt: skip
+    out += _train_findings(records, comparisons)
+    out += _network_findings(comparisons)
     kernels = {(r.module, r.backend): r.kernels for r in records if r.suite == "fusion" and r.kernels is not None}
     for backend in dict.fromkeys(b for _, b in kernels):
         counts = [k for (m, b), k in kernels.items() if b == backend]
         out.append(f"{backend}: {min(counts)} to {max(counts)} kernels per call across the six modules.")
-    roof = [r for r in ok if r.suite == "roofline" and r.module and r.copy_fraction and r.bytes >= 3 * 64e6]
-    if copy_gbps:
-        sizes = ", ".join(f"{gbps:.1f} GB/s at {mb}" for mb, gbps in copy_gbps.items())
-        out.append(f"Copy bandwidth (read + write, best of torch out= and JAX donated) measured in this run: {sizes}.")
-    for backend in dict.fromkeys(r.backend for r in roof):
-        for variant in dict.fromkeys(r.variant for r in roof if r.backend == backend):
-            best = max((r for r in roof if r.backend == backend and r.variant == variant), key=lambda r: r.copy_fraction)
-            out.append(f"{backend} ({variant}, tensors >= 64 MB): best {best.copy_fraction:.0%} of copy bandwidth, "
-                       f"{best.gbps:.1f} GB/s ({best.module}, batch {best.batch}).")  # fmt: skip
-    disp = {(r.resolution, r.module, r.path): r for r in ok if r.suite == "dispatch"}
-    for (res, module, path), r in disp.items():
-        base = disp.get((res, module, "compiled"))
-        if path == "nnx.jit" and base:
-            out.append(f"nnx.jit adds {r.median_ms - base.median_ms:.3f} ms per call over the compiled split-state path "
-                       f"({module}, resolution {res}: {r.median_ms:.3f} vs {base.median_ms:.3f} ms).")  # fmt: skip
-    bad = [r for r in records if r.status not in ("ok",)]
+    out += _roofline_findings(ok, copy_gbps)
+    out += _threads_findings(comparisons)
+    for c in (c for c in comparisons if c.kind == "path" and c.numerator == "nnx.jit"):
+        base = next((r for r in ok if r.suite == "dispatch" and r.path == "compiled" and r.module == c.module
+                     and r.resolution == c.resolution and r.threads == c.threads), None)  # fmt: skip
+        extra = f" ({base.median_ms * (c.ratio - 1):.3f} ms added per call)" if base and c.significant and c.ratio > 1 else ""
+        out.append(f"nnx.jit / compiled split-state call = {fmt_ratio(c)}{extra} ({c.module}, {_shape(c)}, {c.threads} thread(s)).")
+    flagged = [r for r in ok if r.flag]
+    if flagged:
+        out.append(f"{len(flagged)} of {len(ok)} timed lanes are flagged unstable (spread or two speeds); their intervals "
+                   f"already include that noise. {stats.ADVICE[0].upper()}{stats.ADVICE[1:]}.")  # fmt: skip
+    bad = [r for r in records if r.status != "ok"]
     if bad:
         reasons = sorted({f"{r.backend}: {r.status} ({r.reason})" for r in bad})
         out.append("Not measured: " + "; ".join(reasons[:6]) + (" ..." if len(reasons) > 6 else ""))
     return out
 
 
-def write_results(path: Path, meta: dict[str, Any], records: list[Record]) -> None:
-    """``results.json``: ``{"meta": ..., "records": [...]}``, written atomically."""
+def _train_findings(records: list[Record], comparisons: list[Comparison]) -> list[str]:
+    out = []
+    b, c, res = TRAIN_POINT
+    at = dict(suite="train", kind="backend", batch=b, channels=c, resolution=res, denominator="jax-jit")
+    for t in _threads([x for x in comparisons if x.suite == "train"]):
+        for module in dict.fromkeys(x.module for x in comparisons if x.suite == "train" and x.kind == "backend" and x.workload == "train"):
+            eager = _find(comparisons, module=module, numerator="torch-eager", threads=t, **at)
+            compiled = _find(comparisons, module=module, numerator="torch-compile", threads=t, **at)
+            if not (eager or compiled):
+                continue
+            parts = []
+            for ratio, target, name in ((eager, 3.0, "torch-eager"), (compiled, 2.0, "torch-compile")):
+                if ratio:
+                    verdict = "met" if ratio.ci95[0] >= target else "not met"
+                    parts.append(f"{name} / jax-jit = {fmt_ratio(ratio)} (target >= {target:.0f}x on the CI's lower bound: {verdict})")
+            out.append(f"Training step at ({b}, {c}, {res}, {res}), {t} thread(s), {module}: " + "; ".join(parts) + ".")
+    swept = [r for r in records if r.suite == "train" and r.passes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
+    if swept:
+        cells = ", ".join(f"{r.backend} {r.passes:g}" for r in {r.backend: r for r in swept}.values())
+        out.append(f"Passes over the ({b}, {c}, {res}, {res}) tensor in one compiled PRCM training step (full-size reads + writes in "
+                   f"the compiled code): {cells}; the minimum is {MIN_TRAFFIC['train']:g}.")  # fmt: skip
+    saved = [r for r in records if r.suite == "train" and r.saved_bytes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
+    for t in _threads(saved):
+        cells = []
+        for r in (r for r in saved if r.threads == t):
+            inputs = f" ({r.saved_input_bytes / 1e6:.2f} MB of it inputs)" if r.saved_input_bytes is not None else ""
+            cells.append(f"{r.backend} {r.saved_bytes / 1e6:.2f} MB{inputs}")
+        out.append(f"Kept for the backward pass (PRCM, ({b}, {c}, {res}, {res}), x is {b * c * res * res * 4 / 1e6:.1f} MB): "
+                   + ", ".join(cells) + ".")  # fmt: skip
+        break
+    return out
+
+
+def _network_findings(comparisons: list[Comparison]) -> list[str]:
+    out = []
+    comps = [c for c in comparisons if c.suite == "network" and c.kind in ("module", "backend")]
+    for key in dict.fromkeys((c.network, c.batch, c.resolution, c.workload, c.threads) for c in comps):
+        net, b, res, workload, t = key
+        mine = [c for c in comps if (c.network, c.batch, c.resolution, c.workload, c.threads) == key]
+        blocks = [f"{c.numerator} on {c.backend} {c.ratio - 1:+.1%} [{c.ci95[0] - 1:+.1%}, {c.ci95[1] - 1:+.1%}]"
+                  + ("" if c.significant else " n.s.") for c in mine if c.kind == "module"]  # fmt: skip
+        speed = [f"{c.module} {fmt_ratio(c)}" for c in mine if c.kind == "backend" and c.numerator == "torch-eager"
+                 and c.denominator == "jax-jit"]  # fmt: skip
+        text = f"{net} {workload} at ({b}, 3, {res}, {res}), {t} thread(s):"
+        if blocks:
+            text += " block overhead vs no attention: " + "; ".join(blocks) + "."
+        if speed:
+            text += " torch-eager / jax-jit: " + ", ".join(speed) + "."
+        out.append(text)
+    return out
+
+
+def _roofline_findings(ok: list[Record], copy_gbps: dict[str, float]) -> list[str]:
+    out = []
+    if copy_gbps:
+        out.append("Copy bandwidth (read + write, best of torch out= and JAX donated) measured in this run: "
+                   + ", ".join(f"{gbps:.1f} GB/s at {size}" for size, gbps in copy_gbps.items()) + ".")  # fmt: skip
+    roof = [r for r in ok if r.suite == "roofline" and r.module and r.copy_fraction and r.batch * r.channels * r.resolution**2 * 4 >= 64e6]
+    for key in dict.fromkeys((r.backend, r.variant, r.threads) for r in roof):
+        best = max((r for r in roof if (r.backend, r.variant, r.threads) == key), key=lambda r: r.copy_fraction)
+        out.append(f"{best.backend} ({best.variant}, {best.threads} thread(s), tensors >= 64 MB): best {best.copy_fraction:.0%} of "
+                   f"copy bandwidth against {MIN_TRAFFIC[best.variant]:.2f} x size, {best.gbps:.1f} GB/s ({best.module}, batch {best.batch}).")  # fmt: skip
+    loops = [r for r in ok if r.suite == "roofline" and r.variant == "loop" and r.passes is not None]
+    for backend in dict.fromkeys(r.backend for r in loops):
+        passes = sorted({round(r.passes, 2) for r in loops if r.backend == backend})
+        out.append(f"{backend}: a compiled chain of {LOOP} blocks sweeps the tensor {', '.join(map(str, passes))} times per block "
+                   f"(the minimum without algebra across blocks is {MIN_TRAFFIC['loop']:.2f}: one read per block for its mean, "
+                   "then one read and one write for the output).")  # fmt: skip
+    return out
+
+
+def _threads_findings(comparisons: list[Comparison]) -> list[str]:
+    comps = [c for c in comparisons if c.kind == "threads" and c.workload != "op" and c.network is None
+             and c.suite in ("latency", "train", *SWEEPS)]  # the modules' lanes, one kind at a time below  # fmt: skip
+    out = []
+    for backend in dict.fromkeys(c.backend for c in comps):
+        mine = [c for c in comps if c.backend == backend]
+        fewer = sum(c.significant and c.ratio < 1 for c in mine)
+        more = sum(c.significant and c.ratio > 1 for c in mine)
+        denominator = mine[0].denominator
+        out.append(f"{backend}: fewer threads is faster than {denominator} in {fewer} of {len(mine)} lanes, slower in {more}, "
+                   f"not significant in {len(mine) - fewer - more}.")  # fmt: skip
+        for suite in ("latency", "train"):
+            for c in (c for c in mine if c.suite == suite and c.module == "PRCM"):
+                out.append(f"  {suite} {_shape(c)} PRCM on {backend}: {c.numerator} / {c.denominator} = {fmt_ratio(c)}: {_winner(c)}.")
+    return out
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def write_results(path: Path, meta: dict[str, Any], records: list[Record], comparisons: list[Comparison]) -> None:
+    """``results.json``: ``{"meta": ..., "records": [...], "comparisons": [...]}``, written atomically."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "records": [r.as_dict() for r in records]}, indent=1, default=str))
+    body = {"meta": meta, "records": [r.as_dict() for r in records], "comparisons": [c.as_dict() for c in comparisons]}
+    tmp.write_text(json.dumps(body, indent=1, default=str))
     os.replace(tmp, path)
 
 
-def _markdown(table: Table) -> str:
+def markdown(table: Table) -> str:
+    """A table as Markdown."""
     lines = [f"### {table.title}", "", "| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
     lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     if table.note:
@@ -280,76 +521,29 @@ def _markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, meta: dict[str, Any], records: list[Record], backends: Sequence[str], found: list[str]) -> None:
-    """``report.md``: the findings, then every table."""
+def write_report(path: Path, meta: dict[str, Any], records: list[Record], comparisons: list[Comparison],
+                 backends: Sequence[str], found: list[str]) -> None:  # fmt: skip
+    """``report.md``: the run's settings, the findings, every table, every plot."""
+    threads = meta["threads"]
     header = [
         "# prcm benchmark", "",
-        f"Device: {meta.get('device')} ({meta.get('device_kind')}); threads: {meta['threads']['requested']} "
-        f"(torch {meta['threads']['torch']}, CPUs {meta['threads']['cpu_affinity']}); "
-        f"JAX CPU dispatch {'asynchronous' if meta.get('jax_cpu_async_dispatch') else 'synchronous'}; "
-        f"torch {meta['versions'].get('torch')}, jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}; "
-        f"{meta.get('precision')}; {'quick' if meta['settings'].get('quick') else 'full'} run"
-        + ("; INTERRUPTED, partial results" if meta.get("interrupted") else "") + ".",
+        f"Device: {meta.get('device')} ({meta.get('device_kind')}); thread settings: {threads['settings']} "
+        f"(CPUs {threads['cpu_affinity']}); JAX CPU dispatch "
+        f"{'asynchronous' if meta.get('jax_cpu_async_dispatch') else 'synchronous'}; torch {meta['versions'].get('torch')}, "
+        f"jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}; {meta.get('precision')}; "
+        f"{'quick' if meta['settings'].get('quick') else 'full'} run, {meta.get('elapsed_s')} s"
+        + ("; INTERRUPTED, partial results" if meta.get("interrupted") else "") + ".", "",
+        f"Ratios: {meta['statistics']['method']}; {meta['statistics']['resamples']} resamples, "
+        f"{meta['statistics']['confidence']:.0%} intervals; not significant (n.s.) when the interval reaches within "
+        f"{meta['statistics']['noise']:.0%} of 1.", "",
+        "Other processes' share of the CPUs while points were timed: "
+        + ("; ".join(f"{k}: mean {v['mean']:.0%}, worst point {v['max']:.0%}" for k, v in (meta.get("other_load") or {}).items())
+           or "not measured")
+        + " (a run is comparable with another taken at a similar load; above about 10% expect every timing, and ratios "
+          "between backends, to move).",
         "", "## Findings", "", *[f"- {f}" for f in found], "", "## Tables", "",
     ]  # fmt: skip
-    body = "\n\n".join(_markdown(t) for t in tables(records, backends))
+    body = "\n\n".join(markdown(t) for t in tables(records, comparisons, backends))
     plots = sorted(p.name for p in path.parent.glob("*.png"))
     tail = ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]] if plots else []
     path.write_text("\n".join(header) + body + "\n" + "\n".join(tail) + "\n")
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_plots(out: Path, records: list[Record]) -> list[Path]:
-    """One PNG per sweep (latency vs the swept variable, a line per module x backend, p10-p90 band),
-    a fusion chart and a roofline chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    ok = _ok(records)
-    for suite, key in SWEEPS.items():
-        rows = [r for r in ok if r.suite == suite]
-        if not rows:
-            continue
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for module, backend in dict.fromkeys((r.module, r.backend) for r in rows):
-            line = sorted((r for r in rows if r.module == module and r.backend == backend), key=lambda r: getattr(r, key))
-            xs = [getattr(r, key) for r in line]
-            ax.plot(xs, [r.median_ms for r in line], marker="o", label=f"{module} / {backend}")
-            ax.fill_between(xs, [r.p10_ms for r in line], [r.p90_ms for r in line], alpha=0.2)
-        ax.set(xlabel=key, ylabel="latency per call (ms)", yscale="log", title=f"{suite} sweep ({rows[0].device})")
-        ax.legend(fontsize=7)
-        written.append(_save(fig, out / f"sweep_{suite}.png"))
-    fusion = [r for r in records if r.suite == "fusion" and r.kernels is not None]
-    if fusion:
-        modules = list(dict.fromkeys(r.module for r in fusion))
-        backends = list(dict.fromkeys(r.backend for r in fusion))
-        fig, ax = plt.subplots(figsize=(8, 4))
-        width = 0.8 / len(backends)
-        for i, backend in enumerate(backends):
-            counts = {r.module: r.kernels for r in fusion if r.backend == backend}
-            ax.bar([m + i * width for m in range(len(modules))], [counts.get(m, 0) for m in modules], width, label=backend)
-        ax.set_xticks([m + width * (len(backends) - 1) / 2 for m in range(len(modules))], modules, rotation=20, fontsize=8)
-        ax.set(ylabel="kernels per call", title="fusion: kernels launched per call")
-        ax.legend()
-        written.append(_save(fig, out / "fusion.png"))
-    roof = [r for r in ok if r.suite == "roofline" and r.gbps]
-    if roof:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for label in dict.fromkeys((r.module or r.op, r.backend, r.variant) for r in roof):
-            line = sorted((r for r in roof if (r.module or r.op, r.backend, r.variant) == label), key=lambda r: r.batch)
-            ax.plot([r.bytes / 1e6 for r in line], [r.gbps for r in line], marker="o", label=" / ".join(filter(None, label)))
-        ax.set(xlabel="minimum MB moved per application", ylabel="GB/s", xscale="log", title="roofline")
-        ax.legend(fontsize=6)
-        written.append(_save(fig, out / "roofline.png"))
-    return written

@@ -71,7 +71,7 @@ from parity.arrays import to_numpy
 from parity.convert import nnx_to_torch, torch_state_dict, torch_to_nnx
 from parity.dropout import shared_dropout_mask
 from parity.precision import pinned_precision
-from parity.reference import error_in_eps
+from parity.reference import error_in_eps, normwise_error_in_eps
 from prcm_jax.functional import keep_mask
 
 __all__ = [
@@ -154,13 +154,8 @@ def tensor_error(got_torch: np.ndarray, got_jax: np.ndarray, ref_torch: np.ndarr
     """Both measures for both frameworks; ``ref_jax`` defaults to ``ref_torch``."""
     ref_jax = ref_torch if ref_jax is None else ref_jax
 
-    def norm(got: np.ndarray, ref: np.ndarray) -> float:
-        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-        scale = np.linalg.norm(ref)
-        return float(np.linalg.norm(got - ref) / (EPS32 * scale)) if scale > 0 else float(np.linalg.norm(got) > 0) * np.inf
-
     return TensorError(error_in_eps(got_torch, ref_torch, EPS32), error_in_eps(got_jax, ref_jax, EPS32),
-                       norm(got_torch, ref_torch), norm(got_jax, ref_jax))  # fmt: skip
+                       normwise_error_in_eps(got_torch, ref_torch, EPS32), normwise_error_in_eps(got_jax, ref_jax, EPS32))  # fmt: skip
 
 
 @dataclass

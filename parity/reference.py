@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["forward", "backward", "error_in_eps", "HEADS"]
+__all__ = ["forward", "backward", "error_in_eps", "normwise_error_in_eps", "HEADS"]
 
 Params = Mapping[str, np.ndarray]
 
@@ -199,6 +199,30 @@ def error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float, scale: float | None
     diff = float(np.max(np.abs(y[finite] - ref[finite]), initial=0.0))
     if scale is None:
         scale = float(np.max(np.abs(ref[finite]), initial=0.0))
+    if diff == 0.0:
+        return 0.0
+    return diff / (eps * scale) if scale > 0 else float("inf")
+
+
+def normwise_error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float) -> float:
+    """``||y - ref||_2 / (eps * ||ref||_2)``: the relative error of the tensor as a whole.
+
+    A few entries far off (a ReLU unit on the other side of zero) weigh by their share of the
+    norm, where :func:`error_in_eps` takes the worst entry.
+
+    >>> round(normwise_error_in_eps(np.array([3.0, 4.0 + 5e-7]), np.array([3.0, 4.0]), 1e-7), 6)
+    1.0
+    >>> normwise_error_in_eps(np.zeros(2), np.zeros(2), 1e-7)
+    0.0
+    >>> normwise_error_in_eps(np.array([1.0, np.nan]), np.array([1.0, 2.0]), 1e-7)
+    inf
+    """
+    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    if y.shape != ref.shape:
+        raise ValueError(f"shapes differ: {y.shape} vs {ref.shape}")
+    if not (np.isfinite(y).all() and np.isfinite(ref).all()):
+        return 0.0 if np.array_equal(y, ref, equal_nan=True) else float("inf")
+    diff, scale = float(np.linalg.norm(y - ref)), float(np.linalg.norm(ref))
     if diff == 0.0:
         return 0.0
     return diff / (eps * scale) if scale > 0 else float("inf")

@@ -1,29 +1,43 @@
-"""The benchmark harness: sync, compile kept apart, kernel counting, roofline arithmetic,
-results.json, and robustness (unavailable backends/devices, interrupts, unwritable output).
+"""The benchmark harness: sync, compile kept apart, kernel counting, training steps and what
+they save, roofline arithmetic, comparisons and results.json, thread settings, robustness
+(unavailable backends/devices, failing workers, interrupts, unwritable output).
 
 Nothing here asserts a speed: speed is what `python -m bench` measures.
 """
 
 import json
+import os
 import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 import bench.__main__ as cli
-from bench import report, suites
-from bench.backends import prepare, resolve_device
-from bench.fusion import dispatched_ops, hlo_entry_opcodes, hlo_kernel_count, inductor_kernel_calls
-from bench.suites import Point, Record, Runner, Settings, lanes
-from bench.timing import Timed, measure, measure_many
+from bench import plots, report, runner, stats
+from bench.backends import BACKENDS, Call, prepare, resolve_device
+from bench.fusion import dispatched_ops, hlo_entry_opcodes, hlo_kernel_count, inductor_kernel_calls, inductor_temp_bytes, jaxpr_ops
+from bench.runner import Runner
+from bench.suites import Comparison, Lane, Point, Record, Settings, lanes
+from bench.threads import Options, Pools, cpus, parse_threads
+from bench.timing import Schedule, Timed, measure, measure_many
+from bench.workloads import LOOP, MIN_TRAFFIC
 
 DEVICE = resolve_device("cpu")[0]
 FAST = Settings(quick=True, warmup=1, repeat=3)
 REQUIRED = {"suite", "module", "backend", "device", "batch", "channels", "resolution", "num_basis", "median_ms",
-            "p10_ms", "p90_ms", "params", "kernels", "gbps", "copy_fraction", "compile_s"}  # fmt: skip
+            "p10_ms", "p90_ms", "params", "kernels", "gbps", "copy_fraction", "compile_s", "threads", "saved_bytes"}  # fmt: skip
+COMPARISON = {"suite", "kind", "module", "backend", "numerator", "denominator", "batch", "channels", "resolution",
+              "num_basis", "threads", "ratio", "ci95", "significant"}  # fmt: skip
+SETTINGS = parse_threads(len(cpus()))("1,all")
+
+
+def _out(y):
+    return [np.asarray(y)]
 
 
 def test_every_timed_call_is_synchronised():
@@ -49,14 +63,14 @@ def test_interleaving_gives_every_item_its_calls_and_setup_is_untimed():
 
         return Timed(run, lambda _: None, setup=lambda: made.append(object()) or made[-1])
 
-    timings = measure_many({"a": item("a"), "b": item("b")}, warmup=1, repeat=10, rounds=5)
+    timings = measure_many({"a": item("a"), "b": item("b")}, Schedule.fixed(warmup=1, repeat=10, rounds=5))
     assert calls == {"a": 11, "b": 11} and timings["a"].repeat == timings["b"].repeat == 10
 
 
 def test_groups_take_turns_in_blocks_and_their_members_interleave():
     order = []
     items = {name: Timed(lambda _, n=name: order.append(n), lambda _: None) for name in ("a1", "a2", "b1", "b2")}
-    measure_many(items, warmup=1, repeat=12, rounds=4, group=lambda name: name[0])
+    measure_many(items, Schedule.fixed(warmup=1, repeat=12, rounds=4), group=lambda name: name[0])
     timed = order[len(items) :]  # after the warm-up calls
     assert sorted(timed) == sorted(name for name in items for _ in range(12))
     blocks = [timed[i : i + 6] for i in range(0, len(timed), 6)]  # 4 rounds x 2 groups x 6 calls
@@ -72,17 +86,31 @@ def test_jax_compile_happens_once_and_outside_the_timed_loop():
         traces.append(1)  # runs only while tracing
         return jnp.sin(x) * 2.0
 
-    runnable = prepare("jax-jit", fn, (jnp.ones((4, 8, 8, 3)),), DEVICE, channels_last=True)
+    runnable = prepare("jax-jit", Call(fn, (jnp.ones((4, 8, 8, 3)),), _out), DEVICE)
     assert runnable.compile_s > 0 and len(traces) == 1
     measure(runnable.run, runnable.sync, warmup=3, repeat=20)
     assert len(traces) == 1
+
+
+def test_jax_eager_dispatches_every_operation_and_never_compiles_the_function():
+    traces = []
+
+    def fn(x):
+        traces.append(1)
+        return jnp.tanh(x) * 2.0 + 1.0
+
+    runnable = prepare("jax-eager", Call(fn, (jnp.ones(8),), _out), DEVICE)
+    assert runnable.compile_s is None and runnable.kernels == 3 and "tanh" in runnable.detail
+    calls = len(traces)
+    runnable.run(None)
+    assert len(traces) == calls + 1  # the Python function runs on every call
 
 
 def test_torch_compile_is_compiled_before_timing_and_never_again():
     from torch._dynamo.utils import counters
 
     module = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
-    runnable = prepare("torch-compile", module, (torch.randn(4, 8),), DEVICE)
+    runnable = prepare("torch-compile", Call(module, (torch.randn(4, 8),), _out), DEVICE)
     compiled = dict(counters["stats"])
     assert runnable.compile_s > 0 and runnable.kernels >= 1
     measure(runnable.run, runnable.sync, warmup=3, repeat=20)
@@ -116,52 +144,185 @@ ENTRY %main (p0: f32[4]) -> (f32[4], f32[4]) {
 def test_eager_and_inductor_counts():
     ops = dispatched_ops(lambda: torch.ones(2, 3).mean(1).sigmoid())
     assert ops == {"ones": 1, "mean": 1, "sigmoid": 1}
+    x = torch.ones(3, requires_grad=True)
+    assert dispatched_ops(lambda: torch.autograd.grad(x.sigmoid().sum(), x), grad=True)["sigmoid_backward"] == 1
     code = "class Runner:\n    def call(self, args):\n        cpp_fused_mean_0(a)\n        extern_kernels.mm(a, b, out=c)\n        return (c,)\n"
     assert inductor_kernel_calls(code) == ["cpp_fused_mean_0", "extern_kernels.mm"]
+    assert jaxpr_ops(lambda x: jnp.mean(x) + 1.0, jnp.ones(3)) == {"reduce_sum": 1, "div": 1, "add": 1}
 
 
-def test_roofline_arithmetic_and_copy_fraction():
+@pytest.mark.parametrize("returned,temp", [("buf1, ", 256 + 4), ("buf0, buf1, ", 4), ("buf2, buf3, ", 4), ("buf4, ", 256 + 16)])
+def test_inductor_temporaries_exclude_outputs_and_count_reuse_once(returned, temp):
+    code = f"""def call(args):
+    buf0 = empty_strided_cpu((8, 8), (8, 1), torch.float32)
+    buf1 = empty_strided_cpu((2, 2), (2, 1), torch.float32)
+    buf2 = buf0; del buf0  # reuse
+    buf3 = reinterpret_tensor(buf1, (4, ), (1, ), 0); del buf1  # reuse
+    buf4 = empty_strided_cpu((4, ), (1, ), torch.bool)
+    return ({returned})"""
+    assert inductor_temp_bytes(code) == temp
+
+
+def test_roofline_arithmetic_passes_and_copy_fraction():
     point = Point("roofline", 1, 8, 16, 4, items=("copy", "PRCM"), variants=("fresh", "donated", "loop"))
-    records = Runner(DEVICE, ("torch-eager", "jax-jit"), FAST).run(point)
+    records = Runner(DEVICE, ("torch-eager", "jax-jit"), FAST, threads=1).run(point).records
     assert {(r.module or r.op, r.variant, r.backend) for r in records} == {
         (lane.item, lane.variant, lane.backend) for lane in lanes(point, ("torch-eager", "jax-jit"))
     }
     x_bytes = 1 * 8 * 16 * 16 * 4
     for r in records:
         assert r.status == "ok", r
-        assert r.bytes == (2 if r.op == "copy" else 3) * x_bytes
+        assert r.bytes == int(MIN_TRAFFIC[r.variant] * x_bytes)
         assert r.gbps == pytest.approx(r.bytes / (r.median_ms * 1e-3) / 1e9)
+    assert MIN_TRAFFIC["loop"] == (LOOP + 2) / LOOP
+    loop = next(r for r in records if r.variant == "loop" and r.backend == "jax-jit")
+    assert loop.passes >= MIN_TRAFFIC["loop"] and loop.kernels > 1  # XLA sweeps a chain at least as often as the minimum
     best = report.copy_fractions(records)
-    assert best == {"(1, 8, 16, 16)": max(r.gbps for r in records if r.op == "copy")}
-    assert all(r.copy_fraction == pytest.approx(r.gbps / best["(1, 8, 16, 16)"]) for r in records)
+    assert list(best.values()) == [max(r.gbps for r in records if r.op == "copy")]
+    assert all(r.copy_fraction == pytest.approx(r.gbps / max(best.values())) for r in records)
 
+
+def test_comparisons_schema_and_kinds():
+    result = Runner(DEVICE, ("torch-eager", "jax-jit", "jax-eager"), FAST, threads=1).run(
+        Point("latency", 1, 8, 8, 4, items=("PRCM", "AffinePRCM", "SEModule"))
+    )
+    found = [c.as_dict() for c in result.comparisons]
+    assert found and all(set(c) >= COMPARISON for c in found)
+    backend = [c for c in found if c["kind"] == "backend"]
+    module = [c for c in found if c["kind"] == "module"]
+    assert {(c["numerator"], c["denominator"]) for c in backend} == {
+        ("torch-eager", "jax-jit"), ("jax-eager", "jax-jit"), ("jax-eager", "torch-eager")
+    }
+    assert all(c["module"] in ("PRCM", "AffinePRCM", "SEModule") and c["backend"] is None for c in backend)
+    assert {(c["numerator"], c["denominator"]) for c in module} == {("AffinePRCM", "PRCM"), ("SEModule", "PRCM")}
+    assert all(c["backend"] in ("torch-eager", "jax-jit", "jax-eager") and c["module"] is None for c in module)
+    for c in found:
+        lo, hi = c["ci95"]
+        assert lo <= c["ratio"] <= hi and c["threads"] == 1 and isinstance(c["significant"], bool)
+        assert c["num_basis"] == (None if (c["module"] or c["numerator"]) == "SEModule" else 4)
+        assert json.loads(json.dumps(c)) == c
+    ratio = next(c for c in backend if c["module"] == "PRCM" and c["numerator"] == "torch-eager")
+    samples = {lane.backend: s for lane, s in result.samples.items() if lane.item == "PRCM"}
+    per_round = np.median(samples["torch-eager"], axis=1) / np.median(samples["jax-jit"], axis=1)
+    assert ratio["ratio"] == pytest.approx(np.exp(np.median(np.log(per_round))))  # numerator time / denominator time
+
+
+@pytest.mark.parametrize("module", ["PRCM", "SEModule"])
+def test_a_training_step_is_checked_on_every_backend_and_reports_what_it_saves(module):
+    point = Point("train", 2, 8, 8, 4, items=(module,), workload="train")
+    backends = BACKENDS if module == "PRCM" else ("torch-eager", "jax-jit", "jax-eager")
+    records = {r.backend: r for r in Runner(DEVICE, backends, FAST, threads=1).run(point).records}
+    x_bytes = 2 * 8 * 8 * 8 * 4
+    for r in records.values():
+        assert r.status == "ok" and r.workload == "train" and r.check_eps <= 256, r
+        assert r.bytes == MIN_TRAFFIC["train"] * x_bytes and r.saved_bytes is not None
+    eager = records["torch-eager"]
+    assert eager.saved_input_bytes >= x_bytes and eager.saved_bytes >= eager.saved_input_bytes  # x itself is kept
+    assert records["jax-eager"].saved_input_bytes <= records["jax-eager"].saved_bytes
+    assert records["jax-jit"].saved_input_bytes is None and "sigmoid_backward" in eager.kernel_detail
+
+
+def test_a_network_block_is_compared_with_the_same_network_without_one():
+    point = Point("network", 2, 3, 32, items=("none", "AffinePRCM"), network="resnet18", baseline="none")
+    result = Runner(DEVICE, ("torch-eager", "jax-jit"), FAST, threads=1).run(point)
+    records = {(r.module, r.backend): r for r in result.records}
+    assert all(r.status == "ok" and r.network == "resnet18" and r.check_eps <= 64 for r in records.values())
+    assert records[("AffinePRCM", "jax-jit")].params == records[("AffinePRCM", "torch-eager")].params > records[("none", "jax-jit")].params
+    overhead = {c.backend: c for c in result.comparisons if c.kind == "module"}
+    assert set(overhead) == {"torch-eager", "jax-jit"}
+    assert all((c.numerator, c.denominator, c.network, c.num_basis) == ("AffinePRCM", "none", "resnet18", None) for c in overhead.values())
+
+
+
+def test_networks_of_the_same_input_are_measured_apart():
+    """resnet50 at a shape resnet18 was measured at is a new measurement, not resnet18's cached one."""
+    bench = Runner(DEVICE, ("torch-eager",), FAST, threads=1)
+    first = bench.run(Point("network", 1, 3, 32, items=("none",), network="resnet18", baseline="none"))
+    second = bench.run(Point("network", 1, 3, 32, items=("none",), network="resnet50", baseline="none"))
+    assert [r.network for r in first.records] == ["resnet18"] and [r.network for r in second.records] == ["resnet50"]
+    assert second.records[0].params > first.records[0].params
 
 def test_a_wrong_kernel_is_never_timed(monkeypatch):
-    original = suites._module_workload
+    original = runner.build
 
     def broken(*args):
         work = original(*args)
-        jax_fn = work.jax_fn
-        work.jax_fn = lambda leaves, x: jax_fn(leaves, x) * 1.001
+        call = work.calls["jax"]
+        fn = call.fn
+        call.fn = lambda leaves, x: fn(leaves, x) * 1.001
         return work
 
-    monkeypatch.setattr(suites, "_module_workload", broken)
-    records = Runner(DEVICE, ("torch-eager", "jax-jit"), FAST).run(Point("latency", 1, 8, 8, 4, items=("PRCM",)))
+    monkeypatch.setattr(runner, "build", broken)
+    records = Runner(DEVICE, ("torch-eager", "jax-jit"), FAST).run(Point("latency", 1, 8, 8, 4, items=("PRCM",))).records
     jax_record = next(r for r in records if r.backend == "jax-jit")
     assert jax_record.status == "mismatch" and jax_record.median_ms is None and "not timed" in jax_record.reason
     assert next(r for r in records if r.backend == "torch-eager").status == "ok"
 
 
 def test_unavailable_backend_is_reported_and_the_rest_runs(monkeypatch):
-    monkeypatch.setattr(suites, "unavailable", lambda backend, device: "no compiler" if backend == "torch-compile" else None)
-    records = Runner(DEVICE, ("torch-eager", "torch-compile", "jax-jit"), FAST).run(
+    monkeypatch.setattr(runner, "unavailable", lambda backend, device: "no compiler" if backend == "torch-compile" else None)
+    result = Runner(DEVICE, ("torch-eager", "torch-compile", "jax-jit"), FAST, threads=1).run(
         Point("latency", 1, 8, 8, 4, items=("PRCM", "SEModule"))
     )
-    status = {(r.module, r.backend): (r.status, r.reason) for r in records}
+    status = {(r.module, r.backend): (r.status, r.reason) for r in result.records}
     assert status[("PRCM", "torch-compile")] == ("unavailable", "no compiler")
     assert status[("SEModule", "jax-jit")][0] == status[("PRCM", "torch-eager")][0] == "ok"
-    table = report.tables(records, ("torch-eager", "torch-compile", "jax-jit"))[0]
+    assert not any("torch-compile" in (c.numerator, c.denominator) for c in result.comparisons)
+    table = report.tables(result.records, result.comparisons, ("torch-eager", "torch-compile", "jax-jit"))[0]
     assert "unavailable" in table.rows[0]
+
+
+def _comparison(ratio, lo, hi, significant, **kw):
+    base = dict(suite="latency", kind="backend", module="PRCM", backend=None, numerator="torch-eager", denominator="jax-jit",
+                batch=1, channels=64, resolution=64, num_basis=8, threads=1)  # fmt: skip
+    return Comparison(**{**base, **kw}, ratio=ratio, ci95=[lo, hi], significant=significant)
+
+
+def test_findings_name_no_winner_inside_the_noise():
+    comps = [_comparison(1.01, 0.97, 1.05, False, kind="threads", backend="jax-jit", numerator="1 thread", denominator="2 threads",
+                         threads=None),
+             _comparison(1.80, 1.70, 1.90, True, kind="threads", backend="torch-eager", numerator="1 thread",
+                         denominator="2 threads", threads=None)]  # fmt: skip
+    text = "\n".join(report.findings([], comps, {}))
+    assert "1.01x [0.97, 1.05] n.s.: no significant difference" in text
+    assert "1.80x [1.70, 1.90]: 2 threads faster" in text
+
+
+def test_training_targets_are_judged_on_the_lower_bound():
+    at = dict(suite="train", batch=8, channels=64, resolution=56, workload="train")
+    comps = [_comparison(3.5, 2.9, 4.1, True, **at), _comparison(2.5, 2.1, 2.9, True, numerator="torch-compile", **at)]
+    text = "\n".join(report.findings([], comps, {}))
+    assert "torch-eager / jax-jit = 3.50x [2.90, 4.10] (target >= 3x on the CI's lower bound: not met)" in text
+    assert "torch-compile / jax-jit = 2.50x [2.10, 2.90] (target >= 2x on the CI's lower bound: met)" in text
+
+
+def test_one_colour_per_backend_and_one_style_per_module():
+    assert set(plots.COLORS) == set(BACKENDS) and len(set(plots.COLORS.values())) == len(BACKENDS)
+    from prcm.catalog import MODULES
+
+    assert set(MODULES) <= set(plots.STYLES) and len(set(map(str, plots.STYLES.values()))) == len(plots.STYLES)
+
+
+@pytest.mark.parametrize("text,expected", [("1,all", SETTINGS), ("all", (len(cpus()),)), ("1", (1,)), ("1, 1", (1,))])
+def test_thread_settings_parse(text, expected):
+    assert parse_threads(len(cpus()))(text) == expected
+
+
+def test_a_worker_sets_threads_and_lets_its_thread_float():
+    code = ("from bench.threads import configure, cpus; import os, torch; configure(1, False, pin=True); "
+            "print(torch.get_num_threads(), sorted(os.sched_getaffinity(0)) == cpus())")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["1", "True"], done.stderr
+
+
+def test_a_failing_worker_is_an_error_not_a_hang():
+    local = Runner(DEVICE, ("jax-jit",), FAST, threads=len(cpus()) + 1)  # never this setting
+    pools = Pools(local, Options(1, "cpu", ("jax-jit",), None, False))  # settings=None: the worker's runner fails
+    try:
+        with pytest.raises(RuntimeError, match="1-thread worker failed"):
+            pools.run(Point("latency", 1, 8, 8, 4, items=("PRCM",)), 1)
+    finally:
+        pools.close(kill=True)
 
 
 def _run_cli(tmp_path, *args):
@@ -170,23 +331,33 @@ def _run_cli(tmp_path, *args):
     return done, out
 
 
-def test_quick_run_writes_results_report_and_plots(tmp_path):
+def test_quick_run_writes_results_comparisons_report_and_plots(tmp_path):
     done, out = _run_cli(tmp_path, "--quick", "--suites", "params,latency,batch,fusion", "--backends",
                          "torch-eager,jax-jit", "--repeat", "3", "--warmup", "1")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((out / "results.json").read_text())
-    assert {"meta", "records"} == set(results)
-    assert results["meta"]["threads"]["torch"] >= 1 and results["meta"]["versions"]["jax"] == jax.__version__
+    assert {"meta", "records", "comparisons"} == set(results)
+    meta = results["meta"]
+    assert meta["threads"]["settings"] == list(SETTINGS) and meta["versions"]["jax"] == jax.__version__
+    assert meta["statistics"]["resamples"] > 0 and "paired" in meta["statistics"]["method"]
     assert {r["suite"] for r in results["records"]} == {"params", "latency", "batch", "fusion"}
     for record in results["records"]:
         assert REQUIRED <= set(record), REQUIRED - set(record)
         assert record["backend"] in ("torch-eager", "jax-jit") and record["status"] == "ok"
     timed = [r for r in results["records"] if r["suite"] == "latency"]
-    assert len(timed) == 12 and all(r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] for r in timed)
-    assert (out / "sweep_batch.png").stat().st_size > 0 and (out / "fusion.png").stat().st_size > 0
+    assert len(timed) == 12 * len(SETTINGS) and {r["threads"] for r in timed} == set(SETTINGS)
+    assert all(r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] for r in timed)
+    assert {r["threads"] for r in results["records"] if r["suite"] == "fusion"} == {None}
+    comps = results["comparisons"]
+    assert all(COMPARISON <= set(c) for c in comps)
+    assert {c["threads"] for c in comps if c["kind"] != "threads"} == set(SETTINGS)
+    assert all(c["threads"] is None and not c["paired"] for c in comps if c["kind"] == "threads")
+    assert (len(SETTINGS) > 1) == any(c["kind"] == "threads" for c in comps)
+    for name in ("sweep_batch.png", "fusion.png", "latency.png"):
+        assert (out / name).stat().st_size > 0
     text = (out / "report.md").read_text()
-    assert "## Findings" in text and "torch-eager / jax-jit" in text and "### fusion" in text
-    assert "latency: median ms at (1, 64, 64, 64)" in done.stdout
+    assert "## Findings" in text and "torch-eager / jax-jit" in text and "### fusion" in text and "x [" in text
+    assert "latency: median ms at (1, 64, 64, 64), 1 thread(s)" in done.stdout
 
 
 def test_unavailable_device_writes_a_valid_empty_result(tmp_path):
@@ -195,7 +366,8 @@ def test_unavailable_device_writes_a_valid_empty_result(tmp_path):
     done, out = _run_cli(tmp_path, "--device", "cuda", "--suites", "latency")
     assert done.returncode == 1 and "device cuda unavailable" in done.stdout
     results = json.loads((out / "results.json").read_text())
-    assert results["records"] == [] and "torch.cuda.is_available() is False" in results["meta"]["device_unavailable"]
+    assert results["records"] == results["comparisons"] == []
+    assert "torch.cuda.is_available() is False" in results["meta"]["device_unavailable"]
 
 
 def test_interrupt_writes_what_finished(tmp_path, monkeypatch):
@@ -210,20 +382,45 @@ def test_interrupt_writes_what_finished(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Runner, "run", interrupt_second)
     out = tmp_path / "out"
-    code = cli.main(["--quick", "--suites", "batch", "--backends", "torch-eager", "--repeat", "2", "--out", str(out)])
+    code = cli.main(["--quick", "--suites", "batch", "--backends", "torch-eager", "--repeat", "2", "--threads", "all",
+                     "--out", str(out)])  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert code == 130 and results["meta"]["interrupted"] is True
     assert {r["batch"] for r in results["records"]} == {seen[0].batch}
+
+
+def test_a_worker_that_dies_ends_the_run_with_what_finished(tmp_path, monkeypatch, capsys):
+    from bench.threads import WorkerError
+
+    real_run = Pools.run
+
+    def second_point_dies(self, point, threads, session=0):
+        if point.batch != 1:
+            raise WorkerError("the 1-thread worker died (exit code -9)")
+        return real_run(self, point, threads, session)
+
+    monkeypatch.setattr(Pools, "run", second_point_dies)
+    out = tmp_path / "out"
+    code = cli.main(["--quick", "--suites", "batch", "--backends", "torch-eager", "--repeat", "2", "--threads", "all",
+                     "--out", str(out)])  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert code == 1 and "1-thread worker died" in capsys.readouterr().out
+    assert {r["batch"] for r in results["records"]} == {1}
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--suites", "latency,foo"], "unknown suite foo; choose from params, latency"),
-        (["--backends", "tensorflow"], "unknown backend tensorflow; choose from torch-eager, torch-compile, jax-jit"),
+        (["--backends", "tensorflow"], "unknown backend tensorflow; choose from torch-eager, torch-compile, jax-jit, jax-eager"),
         (["--repeat", "0"], "expected an integer >= 1, got 0"),
         (["--warmup", "x"], "expected an integer >= 0, got 'x'"),
-        (["--threads", "4096"], "this process may use"),
+        (["--sessions", "0"], "expected an integer >= 1, got 0"),
+        (["--threads", "0"], "expected thread counts from 1 to"),
+        (["--threads", "1,junk"], "or 'all', comma-separated, got '1,junk'"),
+        (["--threads", "4096"], f"(this process may use {len(cpus())} CPUs)"),
+        (["--threads", "1,,all"], "got '1,,all'"),
+        (["--threads", "-1"], "got '-1'"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
     ],
 )
@@ -250,9 +447,9 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_records_are_flat_and_complete():
-    fields = set(Record("x", None, "cpu").as_dict())
-    assert REQUIRED <= fields
-    assert all(not isinstance(v, (dict, list)) for v in Record("x", None, "cpu").as_dict().values())
+    fields = Record("x", None, "cpu").as_dict()
+    assert REQUIRED <= set(fields)
+    assert all(not isinstance(v, (dict, list)) for v in fields.values())
 
 
 def test_results_that_cannot_be_written_end_with_a_clear_message(tmp_path, monkeypatch, capsys):
@@ -262,3 +459,88 @@ def test_results_that_cannot_be_written_end_with_a_clear_message(tmp_path, monke
     monkeypatch.setattr(report, "write_results", full_disk)
     code = cli.main(["--quick", "--suites", "params", "--out", str(tmp_path / "out")])
     assert code == 1 and "could not write results to" in capsys.readouterr().out
+
+
+def test_settings_are_data():
+    quick, full = Settings(quick=True), Settings()
+    assert quick.schedule.time_cap_s < full.schedule.time_cap_s and quick.target >= full.target
+    assert Settings(repeat=7, warmup=0).schedule == Schedule.fixed(0, 7)
+    assert os.cpu_count() >= 1
+
+
+@pytest.mark.parametrize("kind", ["forward", "train"])
+def test_every_round_computes_with_fresh_copies_and_nothing_recompiles(kind):
+    """Between rounds the inputs and every parameter move to new buffers (so where they lie
+    varies within a run as it does between runs); the outputs stay what was checked and
+    torch.compile's graphs are reused."""
+    from torch._dynamo.utils import counters
+
+    from bench.workloads import Arrays, build, inputs
+
+    point = Point("train" if kind == "train" else "latency", 2, 8, 8, 4, items=("AffinePRCM",), workload=kind)
+    work = build("AffinePRCM", "fresh", kind, point, Arrays(inputs(2, 8, 8, 4), DEVICE))
+    backends = ("torch-eager", "torch-compile", "jax-jit", "jax-eager")
+    runnables = {b: prepare(b, work.call(b), DEVICE) for b in backends}
+    before = {b: r.output() for b, r in runnables.items()}
+    compiled = dict(counters["stats"])
+    module, model = work.torch_modules[0], work.nnx_model
+    pointers = [p.data_ptr() for p in module.parameters()] + [v.unsafe_buffer_pointer() for v in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    args = {b: jax.tree.leaves(work.call(b).args) for b in backends}
+    refresh = runner._refresher([work.call(b) for b in backends], [work])
+    refresh()
+    after_ptrs = [p.data_ptr() for p in module.parameters()] + [v.unsafe_buffer_pointer() for v in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    assert not set(pointers) & set(after_ptrs)
+    for b in backends:
+        floating = [(a, n) for a, n in zip(args[b], jax.tree.leaves(work.call(b).args), strict=True)
+                    if getattr(a, "dtype", None) in (torch.float32, jnp.float32)]  # fmt: skip
+        assert floating and all(a is not n for a, n in floating)
+        for got, want in zip(runnables[b].output(), before[b], strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert dict(counters["stats"]) == compiled
+
+
+def test_sessions_merge_into_one_record_per_lane_and_two_stage_intervals():
+    """A point timed in several processes: calls pooled per lane, and the interval of a ratio
+    that moved between processes covers both processes' ratios."""
+    point = Point("latency", 1, 8, 8, 4, items=("PRCM",))
+    lanes_ = [Lane("PRCM", "torch-eager"), Lane("PRCM", "jax-jit")]
+    rng = np.random.default_rng(0)
+
+    def session(slow: float) -> runner.PointResult:
+        b = rng.lognormal(0, 0.01, (20, 4))
+        samples = {lanes_[0]: 2.0 * slow * b * rng.lognormal(0, 0.01, (20, 4)), lanes_[1]: b}
+        records = [Record("latency", lane.backend, "cpu", module="PRCM", repeat=80, rounds=20, check_eps=1.0) for lane in lanes_]
+        return runner.PointResult(records, [], samples, lanes_)
+
+    first, second = session(1.0), session(1.2)
+    merged = runner.merge_sessions([first, second], point, threads=1)
+    assert [r.rounds for r in merged.records] == [40, 40] and [r.repeat for r in merged.records] == [160, 160]
+    (ratio,) = [c for c in merged.comparisons if c.kind == "backend"]
+    assert (ratio.numerator, ratio.denominator, ratio.threads) == ("torch-eager", "jax-jit", 1)
+    alone = [stats.paired_ratio(s.samples[lanes_[0]], s.samples[lanes_[1]]) for s in (first, second)]
+    assert alone[0].hi < alone[1].lo  # the processes disagree beyond their own intervals ...
+    assert ratio.ci95[0] <= alone[0].value and alone[1].value <= ratio.ci95[1]  # ... and the merged interval holds both
+
+
+def test_a_lane_that_failed_in_one_session_keeps_its_reason():
+    point = Point("latency", 1, 8, 8, 4, items=("PRCM",))
+    lane = Lane("PRCM", "jax-jit")
+    ok = runner.PointResult([Record("latency", "jax-jit", "cpu", module="PRCM")], [], {lane: np.ones((3, 2))}, [lane])
+    bad = runner.PointResult([Record("latency", "jax-jit", "cpu", module="PRCM", status="error", reason="boom")], [], {}, [lane])
+    merged = runner.merge_sessions([ok, bad], point, threads=1)
+    assert [(r.status, r.reason) for r in merged.records] == [("error", "boom")] and not merged.samples
+
+
+def test_extra_sessions_run_in_their_own_workers_and_are_closed_after_use():
+    local = Runner(DEVICE, ("jax-jit",), FAST, threads=len(cpus()))
+    pools = Pools(local, Options(len(cpus()), "cpu", ("jax-jit",), FAST, False))
+    point = Point("latency", 1, 8, 8, 4, items=("PRCM",))
+    try:
+        first, second = pools.run(point, len(cpus()), 0), pools.run(point, len(cpus()), 1)
+        worker = pools._workers[len(cpus()), 1].process
+        assert worker.is_alive() and [r.status for r in first.records + second.records] == ["ok", "ok"]
+        pools.close_sessions()
+        worker.join(10)
+        assert not worker.is_alive() and not pools._workers
+    finally:
+        pools.close(kill=True)

@@ -1,0 +1,319 @@
+"""The benchmark's figures, each drawn by one helper with one colour per backend everywhere
+and one marker and line style per module; facets where lines would overlap, the legend
+outside the data, ratio panels drawn with their 95% interval as a band.
+
+* ``latency.png``: every backend against jax-jit per module at the seed point (ratio and CI).
+* ``sweep_<suite>.png``: latency vs the swept variable, AffinePRCM / PRCM per backend, and
+  each backend / jax-jit for PRCM, one column per thread setting.
+* ``train.png`` (ratios at every training point) and ``train_batch.png`` (the batch sweep).
+* ``fusion.png``: kernels per call; ``roofline.png``: achieved GB/s against the copy.
+* ``network.png`` (each backend / jax-jit per ResNet, step and block) and
+  ``network_overhead.png`` (each block's cost inside the network, per backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.report import SWEEPS
+from bench.suites import Comparison, Record
+
+__all__ = ["COLORS", "STYLES", "write_plots"]
+
+#: One colour per backend (Okabe-Ito, readable by colour-blind readers).
+COLORS = {"torch-eager": "#0072B2", "torch-compile": "#E69F00", "jax-jit": "#009E73", "jax-eager": "#CC79A7"}
+#: One marker and line style per module (and the copy reference).
+STYLES = {
+    "PRCM": ("o", "-"), "AffinePRCM": ("s", "--"), "PRCMNoDropout": ("^", ":"), "AffinePRCMNoDropout": ("v", "-."),
+    "ShiftOnlyPRCM": ("D", (0, (3, 1, 1, 1, 1, 1))), "SEModule": ("P", (0, (5, 2))), "copy": ("x", (0, (1, 1))),
+}  # fmt: skip
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _legend(backends: Sequence[str], modules: Sequence[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Legend entries: one colour per backend, one marker and line style per module."""
+    from matplotlib.lines import Line2D
+
+    handles = {b: Line2D([], [], color=COLORS[b], linewidth=6) for b in COLORS if b in backends}
+    for m in (m for m in STYLES if m in modules):
+        marker, linestyle = STYLES[m]
+        handles[m] = Line2D([], [], color="black", marker=marker, linestyle=linestyle)
+    return {**handles, **(extra or {})}
+
+
+def _save(fig: Any, path: Path, handles: dict[str, Any]) -> Path:
+    """Legend to the right of every panel, then save."""
+    plt = _pyplot()
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _label(threads: int) -> str:
+    return f"{threads} thread" + ("s" if threads != 1 else "")
+
+
+def _ratio_scale(ax: Any, axis: str = "y") -> None:
+    """A log axis for ratios, labelled 0.5x, 1x, 2x, ..."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _ms_axis(ax: Any, label: str) -> None:
+    """A log y axis of milliseconds, plainly labelled."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel(label, fontsize=8)
+    ax.grid(True, alpha=0.3)
+
+
+def _values_axis(ax: Any, values: Sequence[float]) -> None:
+    """A log x axis ticked at the swept values."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.3g}")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _threads(items: Sequence[Record | Comparison]) -> list[int]:
+    return sorted({x.threads for x in items if x.threads is not None})
+
+
+def _band(ax: Any, xs: list, comps: list[Comparison], color: str, style: tuple) -> None:
+    """A ratio line with its CI band; hollow markers where the ratio is not significant."""
+    marker, linestyle = style
+    ax.plot(xs, [c.ratio for c in comps], color=color, linestyle=linestyle, marker=marker, markersize=5)
+    ax.fill_between(xs, [c.ci95[0] for c in comps], [c.ci95[1] for c in comps], color=color, alpha=0.18, linewidth=0)
+    weak = [(x, c.ratio) for x, c in zip(xs, comps) if not c.significant]
+    if weak:
+        ax.plot(*zip(*weak), linestyle="none", marker=marker, markersize=7, markerfacecolor="white", color=color)
+
+
+def _ratio_axis(ax: Any, ylabel: str) -> None:
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(True, alpha=0.3)
+
+
+def _sweep(out: Path, suite: str, key: str, records: list[Record], comps: list[Comparison]) -> Path | None:
+    plt = _pyplot()
+    rows = [r for r in records if r.suite == suite]
+    threads = _threads(rows)
+    if not rows or not threads:
+        return None
+    fig, axes = plt.subplots(3, len(threads), figsize=(4.6 * len(threads), 9), sharex=True, squeeze=False)
+    values = [getattr(r, key) for r in rows]
+    for col, t in enumerate(threads):
+        top, mid, low = axes[0][col], axes[1][col], axes[2][col]
+        for module, backend in dict.fromkeys((r.module, r.backend) for r in rows if r.threads == t):
+            line = sorted((r for r in rows if (r.module, r.backend, r.threads) == (module, backend, t)), key=lambda r: getattr(r, key))
+            marker, linestyle = STYLES.get(module, ("o", "-"))
+            top.plot([getattr(r, key) for r in line], [r.median_ms for r in line], color=COLORS[backend], marker=marker,
+                     linestyle=linestyle, markersize=4)  # fmt: skip
+        top.set_title(_label(t))
+        _ms_axis(top, "median ms per call")
+        for backend in COLORS:
+            line = sorted((c for c in comps if c.kind == "module" and c.backend == backend and c.numerator == "AffinePRCM"
+                           and c.threads == t), key=lambda c: getattr(c, key))  # fmt: skip
+            if line:
+                _band(mid, [getattr(c, key) for c in line], line, COLORS[backend], STYLES["AffinePRCM"])
+        _ratio_axis(mid, "AffinePRCM / PRCM, same backend")
+        for backend in (b for b in COLORS if b != "jax-jit"):
+            line = sorted((c for c in comps if c.kind == "backend" and c.module == "PRCM" and c.numerator == backend
+                           and c.denominator == "jax-jit" and c.threads == t), key=lambda c: getattr(c, key))  # fmt: skip
+            if line:
+                _band(low, [getattr(c, key) for c in line], line, COLORS[backend], STYLES["PRCM"])
+        _ratio_axis(low, "backend / jax-jit, PRCM")
+        _ratio_scale(low)
+        low.set_xlabel(key)
+        _values_axis(low, values)
+    fig.suptitle(f"{suite} sweep ({rows[0].device}): latency, then ratios with 95% CI bands; hollow markers: not significant",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    modules = list(dict.fromkeys(r.module for r in rows))
+    return _save(fig, out / f"sweep_{suite}.png", _legend([r.backend for r in rows], modules))
+
+
+def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comparison], str], series: list[str],
+                series_of: Callable[[Comparison], str], scale: Callable[[float], float], xlabel: str) -> Any:
+    """One dot with its 95% interval per row and series (a colour per backend), one panel per
+    thread setting; hollow where not significant."""
+    plt = _pyplot()
+    threads = _threads(comps)
+    fig, axes = plt.subplots(1, len(threads), figsize=(4.8 * len(threads), 0.22 * len(rows) * len(series) + 1.8),
+                             sharey=True, sharex=True, squeeze=False)  # fmt: skip
+    step = 0.7 / max(len(series), 1)
+    for col, t in enumerate(threads):
+        ax = axes[0][col]
+        for i, name in enumerate(series):
+            for y, row in enumerate(rows):
+                c = next((c for c in comps if row_of(c) == row and series_of(c) == name and c.threads == t), None)
+                if c is None:
+                    continue
+                value, lo, hi = scale(c.ratio), scale(c.ci95[0]), scale(c.ci95[1])
+                ax.errorbar(value, y + (i - (len(series) - 1) / 2) * step, xerr=[[value - lo], [hi - value]], fmt="o",
+                            color=COLORS[name], markerfacecolor=COLORS[name] if c.significant else "white", capsize=2,
+                            markersize=5)  # fmt: skip
+        for y in range(len(rows) - 1):
+            ax.axhline(y + 0.5, color="grey", linewidth=0.5, alpha=0.5)
+        ax.axvline(scale(1.0), color="black", linewidth=0.8)
+        ax.set(title=_label(t), xlabel=xlabel)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+    return fig, axes
+
+
+def _forest(out: Path, name: str, title: str, comps: list[Comparison], label: Any) -> Path | None:
+    """Each backend / jax-jit per row (module, or point and module), one column per thread setting."""
+    comps = [c for c in comps if c.kind == "backend" and c.denominator == "jax-jit" and c.workload != "op"]
+    if not comps:
+        return None
+    backends = [b for b in COLORS if any(c.numerator == b for c in comps)]
+    fig, axes = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, backends, lambda c: c.numerator,
+                            lambda r: r, "time / jax-jit's (95% CI); right of 1x: jax-jit faster")  # fmt: skip
+    for ax in axes[0]:
+        _ratio_scale(ax, "x")
+    fig.suptitle(title + "; hollow markers: not significant", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / name, {f"{b} / jax-jit": h for b, h in _legend(backends, []).items()})
+
+
+def _train_batch(out: Path, records: list[Record], comps: list[Comparison]) -> Path | None:
+    plt = _pyplot()
+    rows = [r for r in records if r.suite == "train" and r.module and r.resolution == 56 and r.channels == 64]
+    if len({r.batch for r in rows}) < 2:
+        return None
+    threads = _threads(rows)
+    fig, axes = plt.subplots(2, len(threads), figsize=(4.6 * len(threads), 6.5), sharex=True, squeeze=False)
+    for col, t in enumerate(threads):
+        top, low = axes[0][col], axes[1][col]
+        for module, backend in dict.fromkeys((r.module, r.backend) for r in rows if r.threads == t):
+            line = sorted((r for r in rows if (r.module, r.backend, r.threads) == (module, backend, t)), key=lambda r: r.batch)
+            marker, linestyle = STYLES[module]
+            top.plot([r.batch for r in line], [r.median_ms for r in line], color=COLORS[backend], marker=marker,
+                     linestyle=linestyle, markersize=4)  # fmt: skip
+        top.set_title(_label(t))
+        _ms_axis(top, "training step, median ms")
+        for module in dict.fromkeys(r.module for r in rows):
+            for backend in (b for b in COLORS if b != "jax-jit"):
+                line = sorted((c for c in comps if c.suite == "train" and c.kind == "backend" and c.module == module
+                               and c.numerator == backend and c.denominator == "jax-jit" and c.threads == t
+                               and c.resolution == 56 and c.channels == 64), key=lambda c: c.batch)  # fmt: skip
+                if line:
+                    _band(low, [c.batch for c in line], line, COLORS[backend], STYLES[module])
+        _ratio_axis(low, "step time / jax-jit's")
+        _ratio_scale(low)
+        low.set_xlabel("batch (64 x 56 x 56)")
+        _values_axis(low, [r.batch for r in rows])
+    fig.suptitle("train: one training step vs batch, then each backend / jax-jit with 95% CI bands", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / "train_batch.png", _legend([r.backend for r in rows], [r.module for r in rows]))
+
+
+def _fusion(out: Path, records: list[Record]) -> Path | None:
+    plt = _pyplot()
+    fusion = [r for r in records if r.suite == "fusion" and r.kernels is not None]
+    if not fusion:
+        return None
+    modules = list(dict.fromkeys(r.module for r in fusion))
+    backends = [b for b in COLORS if any(r.backend == b for r in fusion)]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(backends)
+    handles = {}
+    for i, backend in enumerate(backends):
+        counts = {r.module: r.kernels for r in fusion if r.backend == backend}
+        handles[backend] = ax.bar([m + i * width for m in range(len(modules))], [counts.get(m, 0) for m in modules], width,
+                                  color=COLORS[backend])  # fmt: skip
+    ax.set_xticks([m + width * (len(backends) - 1) / 2 for m in range(len(modules))], modules, rotation=20, fontsize=8)
+    ax.set(ylabel="kernels (or operations) per call", title="fusion: what one call launches at (1, 64, 64, 64)")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out / "fusion.png", handles)
+
+
+def _roofline(out: Path, records: list[Record]) -> Path | None:
+    plt = _pyplot()
+    roof = [r for r in records if r.suite == "roofline" and r.copy_fraction and r.module]
+    if not roof:
+        return None
+    threads, variants = _threads(roof), ["fresh", "loop", "donated"]
+    fig, axes = plt.subplots(len(threads), len(variants), figsize=(12, 3.3 * len(threads)), sharey=True, sharex=True,
+                             squeeze=False)  # fmt: skip
+    sizes = [r.batch * r.channels * r.resolution**2 * 4 / 1e6 for r in roof]
+    for row, t in enumerate(threads):
+        for col, variant in enumerate(variants):
+            ax = axes[row][col]
+            for module, backend in dict.fromkeys((r.module, r.backend) for r in roof if r.threads == t):
+                line = sorted((r for r in roof if (r.module, r.backend, r.threads, r.variant) == (module, backend, t, variant)),
+                              key=lambda r: r.batch * r.resolution)  # fmt: skip
+                if line:
+                    marker, linestyle = STYLES[module]
+                    dodge = 1.06 ** (list(COLORS).index(backend) - 1.5)  # side by side at one size
+                    ax.plot([r.batch * r.channels * r.resolution**2 * 4 / 1e6 * dodge for r in line], [r.copy_fraction for r in line],
+                            color=COLORS[backend], marker=marker, linestyle=linestyle, markersize=6)  # fmt: skip
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set(title=f"{variant}, {_label(t)}", ylim=(0, 1.1))
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+            ax.grid(True, alpha=0.3)
+            _values_axis(ax, sizes)
+            if col == 0:
+                ax.set_ylabel("fraction of copy bandwidth\n(against the minimum traffic)", fontsize=8)
+            if row == len(threads) - 1:
+                ax.set_xlabel("input size (MB)")
+    fig.suptitle("roofline: achieved bandwidth / the machine's copy (read + write) at the same size", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / "roofline.png", _legend([r.backend for r in roof], [r.module for r in roof]))
+
+
+def _overhead(out: Path, comps: list[Comparison]) -> Path | None:
+    """Each attention block's cost inside a network: time with it / time without it - 1, per backend."""
+    if not comps:
+        return None
+    label = lambda c: f"{c.network} {c.workload} {c.numerator} ({c.batch}, 3, {c.resolution}, {c.resolution})"  # noqa: E731
+    backends = [b for b in COLORS if any(c.backend == b for c in comps)]
+    fig, _ = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, backends, lambda c: c.backend,
+                         lambda r: (r - 1) * 100, "time with the block / without, - 1 (%, 95% CI)")  # fmt: skip
+    fig.suptitle("what an attention block costs inside a ResNet; hollow markers: not significant", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / "network_overhead.png", _legend(backends, []))
+
+
+def write_plots(out: Path, records: list[Record], comparisons: list[Comparison]) -> list[Path]:
+    """Every figure the run's data allows, in ``out``."""
+    ok = [r for r in records if r.status == "ok" and r.median_ms is not None]
+    written = [_sweep(out, suite, key, ok, [c for c in comparisons if c.suite == suite]) for suite, key in SWEEPS.items()]
+    written.append(_forest(out, "latency.png", "latency at the seed point (1, 64, 64, 64)",
+                           [c for c in comparisons if c.suite == "latency"], lambda c: c.module))  # fmt: skip
+    written.append(_forest(out, "train.png", "one training step (forward, loss, gradients to x and every parameter)",
+                           [c for c in comparisons if c.suite == "train"],
+                           lambda c: f"{c.module} ({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"))  # fmt: skip
+    written.append(_forest(out, "network.png", "timm ResNets against their NNX twins",
+                           [c for c in comparisons if c.suite == "network"],
+                           lambda c: f"{c.network} {c.workload} {c.module} ({c.batch}, 3, {c.resolution}, {c.resolution})"))  # fmt: skip
+    written.append(_overhead(out, [c for c in comparisons if c.suite == "network" and c.kind == "module"]))
+    written += [_train_batch(out, ok, comparisons), _fusion(out, records), _roofline(out, ok)]
+    return [p for p in written if p is not None]
