@@ -21,8 +21,7 @@ import copy
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -38,28 +37,13 @@ import parity
 import prcm_torch
 from parity.reference import error_in_eps
 from prcm.cli import at_least
+from prcm_examples.digits import Data
 from prcm_jax.models import ResNet, from_timm
 
 __all__ = ["Data", "load_data", "create_timm", "train_torch", "torch_logits", "jax_logits", "train_jax", "main"]
 
 CLASSES = 10
 EPS32 = float(np.finfo(np.float32).eps)
-
-
-@dataclass(frozen=True)
-class Data:
-    """Digits upscaled to ``image`` x ``image``, standardised, channels-first ``(N, 1, H, W)``; 80/20 split."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def batches(self, batch: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Shuffled full batches of the training split (the remainder is dropped: one compiled shape)."""
-        order = np.random.default_rng(seed).permutation(len(self.x_train))
-        for i in range(0, len(order) - batch + 1, batch):
-            yield self.x_train[order[i : i + batch]], self.y_train[order[i : i + batch]]
 
 
 def load_data(image: int = 32, seed: int = 0) -> Data:

@@ -25,21 +25,7 @@ from prcm_jax.models.resnet import (
     resnet101,
     resnet152,
 )
+from prcm_jax.models import resnet
 from prcm_jax.models.timm import from_timm, twin_config
 
-__all__ = [
-    "ResNet",
-    "BasicBlock",
-    "Bottleneck",
-    "BatchNorm",
-    "SqueezeExcite",
-    "AttnLayer",
-    "make_divisible",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "from_timm",
-    "twin_config",
-]
+__all__ = [*resnet.__all__, "from_timm", "twin_config"]
