@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "bandwidth (roofline); every ratio with a "
         "95%% paired-bootstrap confidence interval.",
     )
-    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (about 5 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (about 6 minutes on 2 CPU cores)")
     parser.add_argument("--suites", type=comma_choices("suite", SUITES), default=SUITES, help="comma-separated subset of " + ",".join(SUITES))
     parser.add_argument("--backends", type=comma_choices("backend", BACKENDS), default=BACKENDS, help="comma-separated subset of " + ",".join(BACKENDS))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when there is one")
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench import plots, report
     from bench.backends import resolve_device
     from bench.runner import Runner, merge_sessions, param_records, threads_comparisons
-    from bench.suites import lanes, points
+    from bench.suites import lanes, points, run_order
     from bench.threads import Options, Pools, WorkerError
     from parity.precision import pinned_precision
 
@@ -138,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save() -> None:
         meta["elapsed_s"] = round(time.perf_counter() - started, 1)
+        records.sort(key=lambda r: SUITES.index(r.suite))  # report order, whatever the run order (stable)
+        comparisons.sort(key=lambda c: SUITES.index(c.suite))
         meta["copy_gbps"] = report.copy_fractions(records)
         meta["other_load"] = report.load_summary(records)
         report.write_results(out / "results.json", meta, records, comparisons)
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return finish(1)
 
     settings_of = {suite: settings.thread_settings(suite, args.threads) for suite in args.suites}
-    plan = [(suite, point) for suite in args.suites for point in points(suite, settings)]
+    plan = [(suite, point) for suite in run_order(args.suites, settings) for point in points(suite, settings)]
     total = sum(len(lanes(p, args.backends)) * len(settings_of[s]) for s, p in plan) + ("params" in args.suites)
     dispatch = "asynchronous" if args.jax_async_dispatch else "synchronous"
     console.print(f"device: {device.name} ({device.kind}); thread settings: {', '.join(map(str, args.threads))} of {len(cpus())} "
@@ -194,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress.update(task, description=f"{suite} {point.shape} {threads} thread(s)", refresh=True)
                     begun = time.perf_counter()
                     sessions = range(settings.sessions(suite) if point.timed else 1)
-                    results[threads] = merge_sessions([pools.run(point, threads, k) for k in sessions], point, threads)
+                    runs = [pools.run(point, threads, k, compare=len(sessions) == 1) for k in sessions]
+                    results[threads] = merge_sessions(runs, point, threads)
                     meta["timeline"].append([suite, list(point.shape), threads, round(time.perf_counter() - begun, 1)])
                     records.extend(results[threads].records)
                     comparisons.extend(results[threads].comparisons)

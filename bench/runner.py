@@ -285,13 +285,13 @@ class Runner:
     def _key(point: Point, lane: Lane) -> tuple:
         return (lane, point.shape, point.num_basis, point.workload, point.timed, point.network)
 
-    def _cached(self, point: Point, todo: list[Lane]) -> PointResult | None:
+    def _cached(self, point: Point, todo: list[Lane], compare: bool) -> PointResult | None:
         hits = [self._cache.get(self._key(point, lane)) for lane in todo]
         if not all(hits) or len({h[2] for h in hits}) != 1:  # all measured together, or measure again
             return None
         records = [dataclasses.replace(h[0], suite=point.suite) for h in hits]
         samples = {lane: h[1] for lane, h in zip(todo, hits) if h[1] is not None}
-        return PointResult(records, self._comparisons(point, samples), samples, list(todo))
+        return PointResult(records, self._comparisons(point, samples) if compare else [], samples, list(todo))
 
     def _comparisons(self, point: Point, samples: dict[Lane, np.ndarray]) -> list[Comparison]:
         return [_comparison(point, kind, num, den, compare(kind, samples, num, den), self.threads)
@@ -306,10 +306,16 @@ class Runner:
 
         return stop
 
-    def run(self, point: Point) -> PointResult:
-        """One record per lane; unavailable, mismatching or failing lanes say why."""
+    def run(self, point: Point, *, compare: bool = True) -> PointResult:
+        """One record per lane; unavailable, mismatching or failing lanes say why.
+
+        Args:
+          point: what to run.
+          compare: compute the point's comparisons (off for one of several sessions, whose
+            ratios :func:`merge_sessions` takes over all of them).
+        """
         todo = point_lanes(point, self.backends)
-        cached = self._cached(point, todo)
+        cached = self._cached(point, todo, compare)
         if cached is not None:
             return cached
         records = {lane: self._record(point, lane) for lane in todo}
@@ -380,7 +386,8 @@ class Runner:
         works.clear()
         runnables.clear()
         _release_compiled()
-        return PointResult(list(records.values()), self._comparisons(point, samples), samples, list(records))
+        comparisons = self._comparisons(point, samples) if compare else []
+        return PointResult(list(records.values()), comparisons, samples, list(records))
 
     def _prepare(self, lane: Lane, work: Workload) -> Runnable:
         if lane.path is not None:

@@ -140,7 +140,7 @@ def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
 
 def _serve(conn: Any, options: Options) -> None:
     """A worker: set up like the parent at ``options.threads``, then run the points it is sent
-    (``None`` ends it); every answer is ``(True, result)`` or ``(False, the error's text)``."""
+    (``(point, compare)``; ``None`` ends it); every answer is ``(True, result)`` or ``(False, the error's text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     try:
         configure(options.threads, options.jax_async_dispatch, pin=True)
@@ -153,9 +153,10 @@ def _serve(conn: Any, options: Options) -> None:
         runner, failure = Runner(device, options.backends, options.settings, options.threads), None
     except Exception:
         runner, failure = None, traceback.format_exc()
-    while (point := conn.recv()) is not None:
+    while (job := conn.recv()) is not None:
+        point, compare = job
         try:
-            conn.send((True, runner.run(point)) if runner else (False, failure))
+            conn.send((True, runner.run(point, compare=compare)) if runner else (False, failure))
         except Exception:
             conn.send((False, traceback.format_exc()))
 
@@ -175,9 +176,9 @@ class _Worker:
         self.process.start()
         child.close()
 
-    def run(self, point: Any) -> Any:
+    def run(self, point: Any, compare: bool) -> Any:
         try:
-            self.conn.send(point)
+            self.conn.send((point, compare))
             ok, value = self.conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.process.join(5)
@@ -207,14 +208,15 @@ class Pools:
         self.local, self.options = local, options
         self._workers: dict[tuple[int, int], _Worker] = {}
 
-    def run(self, point: Any, threads: int, session: int = 0) -> Any:
+    def run(self, point: Any, threads: int, session: int = 0, *, compare: bool = True) -> Any:
         """Run ``point`` at ``threads`` in process ``session`` of that setting (session 0 of the
-        local setting is this process); the first call for a process starts it."""
+        local setting is this process); the first call for a process starts it. ``compare``
+        as :meth:`bench.runner.Runner.run`."""
         if threads == self.local.threads and session == 0:
-            return self.local.run(point)
+            return self.local.run(point, compare=compare)
         if (threads, session) not in self._workers:
             self._workers[threads, session] = _Worker(dataclasses.replace(self.options, threads=threads))
-        return self._workers[threads, session].run(point)
+        return self._workers[threads, session].run(point, compare)
 
     def close_sessions(self) -> None:
         """Stop the workers of the extra sessions (session 1 on), which only the headline

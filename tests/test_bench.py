@@ -374,11 +374,11 @@ def test_interrupt_writes_what_finished(tmp_path, monkeypatch):
     real_run = Runner.run
     seen = []
 
-    def interrupt_second(self, point):
+    def interrupt_second(self, point, **kw):
         if seen:
             raise KeyboardInterrupt
         seen.append(point)
-        return real_run(self, point)
+        return real_run(self, point, **kw)
 
     monkeypatch.setattr(Runner, "run", interrupt_second)
     out = tmp_path / "out"
@@ -394,10 +394,10 @@ def test_a_worker_that_dies_ends_the_run_with_what_finished(tmp_path, monkeypatc
 
     real_run = Pools.run
 
-    def second_point_dies(self, point, threads, session=0):
+    def second_point_dies(self, point, threads, session=0, **kw):
         if point.batch != 1:
             raise WorkerError("the 1-thread worker died (exit code -9)")
-        return real_run(self, point, threads, session)
+        return real_run(self, point, threads, session, **kw)
 
     monkeypatch.setattr(Pools, "run", second_point_dies)
     out = tmp_path / "out"
@@ -544,3 +544,12 @@ def test_extra_sessions_run_in_their_own_workers_and_are_closed_after_use():
         assert not worker.is_alive() and not pools._workers
     finally:
         pools.close(kill=True)
+
+
+def test_sessions_leave_their_ratios_to_the_merge():
+    point = Point("latency", 1, 8, 8, 4, items=("PRCM",))
+    backends = ("torch-eager", "jax-jit")
+    runs = [Runner(DEVICE, backends, FAST, threads=1).run(point, compare=False) for _ in range(2)]
+    assert all(r.samples and not r.comparisons for r in runs)
+    merged = runner.merge_sessions(runs, point, threads=1)
+    assert [(c.numerator, c.denominator) for c in merged.comparisons] == [("torch-eager", "jax-jit")]
