@@ -24,6 +24,7 @@ from bench.backends import FRAMEWORK, Device, Runnable, prepare, unavailable
 from bench.fusion import hlo_full_size_passes, inductor_full_size_passes
 from bench.suites import Comparison, Lane, Point, Record, Settings
 from bench.suites import lanes as point_lanes
+from bench.threads import release_memory
 from bench.timing import OtherLoad, Timed, measure_many
 from bench.workloads import Arrays, Workload, build, inputs, network_unavailable
 from parity.reference import error_in_eps, normwise_error_in_eps
@@ -241,14 +242,16 @@ def _refresher(calls: list, works: list[Workload]) -> Callable[[], None]:
 
 
 def _release_compiled() -> None:
-    """Drop what compiled the point just finished: every workload is built afresh (new
-    closures, new modules), so nothing compiled for one point serves the next, and
-    torch.compile's and JAX's caches would otherwise keep every point's graphs, modules and
-    buffers alive for the rest of the run (a full run ran out of 24 GiB with three sessions
-    per setting)."""
+    """Drop what compiled the point just finished and hand its memory back: every workload is
+    built afresh (new closures, new modules), so nothing compiled for one point serves the
+    next, and torch.compile's and JAX's caches would otherwise keep every point's graphs,
+    modules and buffers alive for the rest of the run; then the freed heap goes back to the
+    OS (:func:`bench.threads.release_memory`). Without both, a full run ran out of 24 GiB with
+    three sessions per setting."""
     torch._dynamo.reset()
     jax.clear_caches()
     gc.collect()
+    release_memory()
 
 
 @dataclass

@@ -553,3 +553,25 @@ def test_sessions_leave_their_ratios_to_the_merge():
     assert all(r.samples and not r.comparisons for r in runs)
     merged = runner.merge_sessions(runs, point, threads=1)
     assert [(c.numerator, c.denominator) for c in merged.comparisons] == [("torch-eager", "jax-jit")]
+
+
+def test_release_memory_hands_a_freed_heap_back_to_the_os():
+    code = """
+from bench.threads import steady_malloc, release_memory
+def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+steady_malloc()
+blocks = [bytearray(1 << 20) for _ in range(256)]  # 256 MiB in pieces below the mmap threshold
+above = bytearray(1 << 20)  # keeps them from the top of the heap, where free() would trim
+del blocks
+before = rss()
+print(release_memory(), before - rss())
+"""
+    released, freed_mb = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert released == "True" and float(freed_mb) > 200
+
+
+def test_every_point_releases_what_it_compiled_and_allocated(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "release_memory", lambda: calls.append(True))
+    Runner(DEVICE, ("jax-jit",), FAST, threads=1).run(Point("latency", 1, 8, 8, 4, items=("PRCM",)))
+    assert calls == [True]
