@@ -91,13 +91,8 @@ def steady_malloc() -> bool:
     the ceiling of glibc's own dynamic threshold, fixed here so it does not move during the
     run. Returns whether it was set (glibc only).
     """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_trim_threshold, 128 << 20)) and bool(mallopt(m_mmap_threshold, 32 << 20))
@@ -112,14 +107,19 @@ def release_memory() -> bool:
     GB was live), and six processes at the training sweep's batch 32 outgrew 24 GiB. Returns
     whether anything was released (glibc only).
     """
+    malloc_trim = _glibc("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))
+
+
+def _glibc(name: str) -> Callable[..., int] | None:
+    """glibc's function ``name``, or ``None`` on another C library."""
     import ctypes
     import ctypes.util
 
     try:
-        malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(malloc_trim(0))
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
