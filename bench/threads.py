@@ -161,6 +161,7 @@ def _serve(conn: Any, options: Options) -> None:
     """A worker: set up like the parent at ``options.threads``, then run the points it is sent
     (``(point, compare)``; ``None`` ends it); every answer is ``(True, result)`` or ``(False, the error's text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _die_with_parent()
     try:
         configure(options.threads, options.jax_async_dispatch, pin=True)
         from bench.backends import resolve_device
@@ -172,12 +173,32 @@ def _serve(conn: Any, options: Options) -> None:
         runner, failure = Runner(device, options.backends, options.settings, options.threads), None
     except Exception:
         runner, failure = None, traceback.format_exc()
-    while (job := conn.recv()) is not None:
+    while (job := _receive(conn)) is not None:
         point, compare = job
         try:
             conn.send((True, runner.run(point, compare=compare)) if runner else (False, failure))
         except Exception:
             conn.send((False, traceback.format_exc()))
+
+
+def _die_with_parent() -> None:
+    """Have the kernel end this worker when the parent dies (Linux ``PR_SET_PDEATHSIG``): a
+    run killed from outside (``kill``, the OOM killer) must not leave its workers timing on a
+    shared machine. Elsewhere a worker ends at its next receive (:func:`_receive`)."""
+    prctl, parent = _glibc("prctl"), multiprocessing.parent_process()
+    pr_set_pdeathsig = 1
+    if prctl is not None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent.pid:  # it died before the call above
+        os._exit(1)
+
+
+def _receive(conn: Any) -> Any:
+    """The next job, or ``None`` when the parent has gone."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
 
 
 class WorkerError(RuntimeError):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -575,3 +576,34 @@ def test_every_point_releases_what_it_compiled_and_allocated(monkeypatch):
     monkeypatch.setattr(runner, "release_memory", lambda: calls.append(True))
     Runner(DEVICE, ("jax-jit",), FAST, threads=1).run(Point("latency", 1, 8, 8, 4, items=("PRCM",)))
     assert calls == [True]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z"  # a zombie nobody reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_ends_when_its_parent_is_killed():
+    code = """
+import multiprocessing, time
+from bench.threads import _die_with_parent
+def worker():
+    _die_with_parent()
+    time.sleep(120)
+if __name__ == "__main__":
+    process = multiprocessing.get_context("fork").Process(target=worker)
+    process.start()
+    print(process.pid, flush=True)
+    time.sleep(120)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(pid)
