@@ -7,6 +7,7 @@ Nothing here asserts a speed: speed is what `python -m bench` measures.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -580,7 +581,7 @@ def test_every_point_releases_what_it_compiled_and_allocated(monkeypatch):
 
 def _gone(pid: int) -> bool:
     try:
-        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z"  # a zombie nobody reaped
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"  # a zombie nobody reaped
     except FileNotFoundError:
         return True
 
