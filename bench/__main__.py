@@ -1,7 +1,7 @@
 """``python -m bench``: the seed's latency study on torch-eager, torch-compile, jax-jit and jax-eager.
 
-Suites: params, latency, components, channels, resolution, num_basis, batch, train, fusion,
-roofline, dispatch, network; the timing suites at 1 thread and at all threads (``--threads``). Tables
+Suites: params, latency, components, channels, resolution, num_basis, batch, train, backward,
+fusion, roofline, dispatch, network; the timing suites at 1 thread and at all threads (``--threads``). Tables
 and findings go to the terminal; ``--out DIR`` (default a new folder under ``bench-results/``)
 gets ``results.json``, ``report.md`` and PNG plots. Ctrl-C stops the run and writes what finished.
 """
@@ -43,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="timed calls per lane, fixed (default: adaptive, until every ratio's CI is narrow enough or a time cap)")
     parser.add_argument("--warmup", type=at_least(0), default=None, help="untimed calls before timing (default 20; 3 with --quick)")
     parser.add_argument("--sessions", type=at_least(1), default=3,
-                        help="processes per thread setting that time each latency and train point (default 3; the "
+                        help="processes per thread setting that time each latency, train and backward point (default 3; the "
                              "intervals then include what a process fixes for its life, as between runs)")  # fmt: skip
     available = len(cpus())
     parser.add_argument("--threads", type=parse_threads(available), default=parse_threads(available)("1,all"),

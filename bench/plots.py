@@ -311,6 +311,9 @@ def write_plots(out: Path, records: list[Record], comparisons: list[Comparison])
     written.append(_forest(out, "train.png", "one training step (forward, loss, gradients to x and every parameter)",
                            [c for c in comparisons if c.suite == "train"],
                            lambda c: f"{c.module} ({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"))  # fmt: skip
+    written.append(_forest(out, "train_backward.png", "forward returning y, backward pass for the upstream gradient cot (no loss value)",
+                           [c for c in comparisons if c.suite == "backward"],
+                           lambda c: f"{c.module} ({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"))  # fmt: skip
     written.append(_forest(out, "network.png", "timm ResNets against their NNX twins",
                            [c for c in comparisons if c.suite == "network"],
                            lambda c: f"{c.network} {c.workload} {c.module} ({c.batch}, 3, {c.resolution}, {c.resolution})"))  # fmt: skip

@@ -216,13 +216,19 @@ def _mb(n: int | None) -> str:
     return "" if n is None else f"{n / 1e6:.2f}"
 
 
+#: What each training workload's step does, for its tables.
+STEPS = {"train": "forward, loss sum(y * cot), gradients to x and every parameter",
+         "backward": "forward returning y, backward pass for the upstream gradient cot, no loss value"}
+
+
 def _train(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
     out = []
+    suite, workload = rows[0].suite, rows[0].workload
     for t in _threads(rows):
-        table = Table(f"train: one training step (forward, loss sum(y * cot), gradients to x and every parameter), {t} thread(s)",
+        table = Table(f"{suite}: one training step ({STEPS[workload]}), {t} thread(s)",
                       ["input", "module", "backend", "ms", "saved MB", "of which inputs", "GB/s", "copy fraction"],
-                      note=f"minimum traffic {MIN_TRAFFIC['train']:.0f} x the input's size; saved_bytes per backend: see README")  # fmt: skip
-        ratios = Table(f"train: step time / jax-jit's, {t} thread(s)", ["input", "module", *[f"{b} / jax-jit" for b in _versus_jit(backends)]])
+                      note=f"minimum traffic {MIN_TRAFFIC[workload]:.0f} x the input's size; saved_bytes per backend: see README")  # fmt: skip
+        ratios = Table(f"{suite}: step time / jax-jit's, {t} thread(s)", ["input", "module", *[f"{b} / jax-jit" for b in _versus_jit(backends)]])
         for r in (r for r in rows if r.threads == t):
             frac = f"{r.copy_fraction:.0%}" if r.copy_fraction else ""
             table.rows.append([_shape(r), r.module or r.op, r.backend, _ms(r), _mb(r.saved_bytes), _mb(r.saved_input_bytes),
@@ -316,7 +322,7 @@ def _network(rows: list[Record], comps: list[Comparison], backends: Sequence[str
     return out
 
 
-_BUILDERS = {"params": _params, "latency": _latency, "components": _components, "train": _train, "fusion": _fusion,
+_BUILDERS = {"params": _params, "latency": _latency, "components": _components, "train": _train, "backward": _train, "fusion": _fusion,
              "roofline": _roofline, "dispatch": _dispatch, "network": _network}  # fmt: skip
 
 
@@ -416,24 +422,27 @@ def findings(records: list[Record], comparisons: list[Comparison], copy_gbps: di
 def _train_findings(records: list[Record], comparisons: list[Comparison]) -> list[str]:
     out = []
     b, c, res = TRAIN_POINT
-    at = dict(suite="train", kind="backend", batch=b, channels=c, resolution=res, denominator="jax-jit")
-    for t in _threads([x for x in comparisons if x.suite == "train"]):
-        for module in dict.fromkeys(x.module for x in comparisons if x.suite == "train" and x.kind == "backend" and x.workload == "train"):
-            eager = _find(comparisons, module=module, numerator="torch-eager", threads=t, **at)
-            compiled = _find(comparisons, module=module, numerator="torch-compile", threads=t, **at)
-            if not (eager or compiled):
-                continue
-            parts = []
-            for ratio, target, name in ((eager, 3.0, "torch-eager"), (compiled, 2.0, "torch-compile")):
-                if ratio:
-                    verdict = "met" if ratio.ci95[0] >= target else "not met"
-                    parts.append(f"{name} / jax-jit = {fmt_ratio(ratio)} (target >= {target:.0f}x on the CI's lower bound: {verdict})")
-            out.append(f"Training step at ({b}, {c}, {res}, {res}), {t} thread(s), {module}: " + "; ".join(parts) + ".")
-    swept = [r for r in records if r.suite == "train" and r.passes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
-    if swept:
-        cells = ", ".join(f"{r.backend} {r.passes:g}" for r in {r.backend: r for r in swept}.values())
-        out.append(f"Passes over the ({b}, {c}, {res}, {res}) tensor in one compiled PRCM training step (full-size reads + writes in "
-                   f"the compiled code): {cells}; the minimum is {MIN_TRAFFIC['train']:g}.")  # fmt: skip
+    for suite in ("train", "backward"):
+        at = dict(suite=suite, kind="backend", batch=b, channels=c, resolution=res, denominator="jax-jit")
+        mine = [x for x in comparisons if x.suite == suite]
+        for t in _threads(mine):
+            for module in dict.fromkeys(x.module for x in mine if x.kind == "backend" and x.workload == suite):
+                eager = _find(comparisons, module=module, numerator="torch-eager", threads=t, **at)
+                compiled = _find(comparisons, module=module, numerator="torch-compile", threads=t, **at)
+                if not (eager or compiled):
+                    continue
+                parts = []
+                for ratio, target, name in ((eager, 3.0, "torch-eager"), (compiled, 2.0, "torch-compile")):
+                    if ratio:
+                        verdict = "met" if ratio.ci95[0] >= target else "not met"
+                        parts.append(f"{name} / jax-jit = {fmt_ratio(ratio)} (target >= {target:.0f}x on the CI's lower bound: {verdict})")
+                what = "Training step" if suite == "train" else "Forward and backward pass for cot (no loss value)"
+                out.append(f"{what} at ({b}, {c}, {res}, {res}), {t} thread(s), {module}: " + "; ".join(parts) + ".")
+        swept = [r for r in records if r.suite == suite and r.passes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
+        if swept:
+            cells = ", ".join(f"{r.backend} {r.passes:g}" for r in {r.backend: r for r in swept}.values())
+            out.append(f"Passes over the ({b}, {c}, {res}, {res}) tensor in one compiled PRCM {suite} step (full-size reads + writes "
+                       f"in the compiled code): {cells}; the minimum is {MIN_TRAFFIC[suite]:g}.")  # fmt: skip
     saved = [r for r in records if r.suite == "train" and r.saved_bytes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
     for t in _threads(saved):
         cells = []

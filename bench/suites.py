@@ -20,17 +20,17 @@ __all__ = ["SUITES", "TIMED", "HEADLINE", "QUICK_ONE_SETTING", "Point", "Lane", 
            "DISPATCH_PATHS", "SWEEP_MODULES", "NETWORKS"]  # fmt: skip
 
 SUITES: tuple[str, ...] = (
-    "params", "latency", "components", "channels", "resolution", "num_basis", "batch", "train", "fusion", "roofline",
-    "dispatch", "network",
+    "params", "latency", "components", "channels", "resolution", "num_basis", "batch", "train", "backward", "fusion",
+    "roofline", "dispatch", "network",
 )  # fmt: skip
 #: Suites that time (and so run at every thread setting); the others count.
 TIMED = frozenset(SUITES) - {"params", "fusion"}
 #: Suites a quick run times at one thread setting only ("most": bandwidth and dispatch
 #: overhead; "fewest": whole networks, whose many-threaded steps stall longest on a shared
-#: machine); a full run times them at every setting.
-QUICK_ONE_SETTING = {"roofline": "most", "dispatch": "most", "network": "fewest"}
+#: machine, and the ``backward`` step beside ``train``); a full run times them at every setting.
+QUICK_ONE_SETTING = {"roofline": "most", "dispatch": "most", "network": "fewest", "backward": "fewest"}
 #: Suites whose points get the longer time cap: the answers the bench is run for.
-HEADLINE = frozenset({"latency", "train"})
+HEADLINE = frozenset({"latency", "train", "backward"})
 #: The full run's networks: attention blocks and backends (torch.compile of a ResNet-50 takes
 #: minutes per variant on 2 cores, and eager JAX about a second per ResNet-18 call at 224 x 224).
 NETWORKS = (
@@ -213,7 +213,7 @@ class Settings:
 
     def sessions(self, suite: str) -> int:
         """Processes each point of ``suite`` is timed in, per thread setting:
-        :attr:`headline_sessions` (3) for the headline suites (``latency``, ``train``), whose
+        :attr:`headline_sessions` (3) for the headline suites (``latency``, ``train``, ``backward``), whose
         intervals must hold from run to run, one for the others.
 
         >>> Settings().sessions("latency"), Settings().sessions("channels")
@@ -233,7 +233,7 @@ class Settings:
         return self.schedule_for(None)
 
     def schedule_for(self, point: Point | None) -> Schedule:
-        """The schedule of one point: the headline suites (``latency``, ``train``) get twice the
+        """The schedule of one point: the headline suites (``latency``, ``train``, ``backward``) get twice the
         time cap of the others, shared by the point's sessions."""
         warmup = self.warmup if self.warmup is not None else (3 if self.quick else 20)
         if self.repeat is not None:
@@ -284,6 +284,8 @@ def points(suite: str, settings: Settings) -> list[Point]:
         wide = [Point(suite, bs, ch, res, k, items=(*SWEEP_MODULES, "SEModule", "copy"), workload="train")
                 for bs, ch, res in sizes["train_channels"]]  # fmt: skip
         return [*seed, *sweep, *wide]
+    if suite == "backward":  # the training step's point, as a block inside a network runs it: y and the backward pass for cot
+        return [Point(suite, 8, c, 56, k, items=(*SWEEP_MODULES, "SEModule"), workload="backward")]
     if suite == "roofline":  # the seed point (full run), then tensors beyond the caches (x + y > 32 MB L3 here)
         shapes = ([] if settings.quick else [(b, r)]) + [(bs, 256) for bs in sizes["roofline"]]
         return [Point(suite, bs, c, res, k, items=("copy", *SWEEP_MODULES), variants=("fresh", "loop", "donated"))

@@ -1,11 +1,15 @@
 """What a lane runs: one item of a point written for both frameworks.
 
-Three kinds of workload:
+Four kinds of workload:
 
 * ``forward``: a module's eval-mode forward pass (``variant`` ``fresh``, ``donated`` or
   ``loop``: :data:`LOOP` blocks one after another in one call, as inside a model);
 * ``train``: one training step in train mode — forward, the loss ``sum(y * cot)``, and the
   gradients with respect to the input and every parameter;
+* ``backward``: the same step as a block runs it inside a network — forward in train mode
+  (its output ``y`` is returned, for the next layer) and the backward pass for an upstream
+  gradient ``cot``, with no loss value (``torch.autograd.grad(y, ..., cot)``, ``jax.vjp``):
+  the same gradients, without the scalar ``sum(y * cot)``;
 * ``op``: one of the seed's component operations, or a ``copy`` (the bandwidth reference);
 
 and, for the ``network`` suite, a timm ResNet with an attention block against its NNX twin
@@ -51,9 +55,10 @@ LOOP = 4
 #: n blocks each block's mean is one more read, which a compiler can compute from x on the fly
 #: (x times the gates so far, as Inductor does), and only the last output is written: n + 2
 #: passes, (n + 2) / n per block (``loop``). A training step reads x and cot once for the mean
-#: and the gate's gradient, then reads cot and writes the input gradient (4). A copy reads and
-#: writes (2).
-MIN_TRAFFIC = {"fresh": 3.0, "donated": 3.0, "loop": (LOOP + 2) / LOOP, "train": 4.0, "copy": 2.0}
+#: and the gate's gradient, then reads cot and writes the input gradient (4). A ``backward``
+#: step also writes y: read x and cot for the mean and the gate's gradient, then read both
+#: again and write y and the input gradient (6). A copy reads and writes (2).
+MIN_TRAFFIC = {"fresh": 3.0, "donated": 3.0, "loop": (LOOP + 2) / LOOP, "train": 4.0, "backward": 6.0, "copy": 2.0}
 #: Seed of torch's generator and of the JAX dropout key when outputs are checked.
 CHECK_SEED = 0
 
@@ -261,7 +266,10 @@ def _grads_out(model: Any, module: torch.nn.Module, names: list[str], grads_of: 
     return out
 
 
-def _train(name: str, channels: int, num_basis: int, arrays: Arrays) -> Workload:
+def _train(name: str, channels: int, num_basis: int, arrays: Arrays, *, loss_value: bool = True) -> Workload:
+    """A training step (``loss_value``: the ``train`` workload) or a block's forward and
+    backward pass for the upstream gradient ``cot`` (the ``backward`` workload). Both return
+    ``(scalar loss or y, gradients)`` in each framework's order, and are checked on the gradients."""
     entry = CATALOG[name]
     module, model = _modules(name, channels, num_basis, arrays.device)
     module.train()
@@ -276,23 +284,30 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays) -> Workload
 
     # torch-eager: autograd, as a user trains
     def step(x: torch.Tensor, cot: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        loss = (module(x) * cot).sum()
+        y = module(x)
+        if not loss_value:
+            return y.detach(), *torch.autograd.grad(y, (x, *params), cot)
+        loss = (y * cot).sum()
         return loss.detach(), *torch.autograd.grad(loss, (x, *params))
 
     # torch-compile: the whole step as one function (torch.func), so forward and backward compile together
     detached = {n: p.detach() for n, p in zip(names, params)}
 
-    def loss_of(weights: dict[str, torch.Tensor], x: torch.Tensor, cot: torch.Tensor) -> torch.Tensor:
-        return (torch.func.functional_call(module, weights, (x,)) * cot).sum()
+    def forward_of(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(module, weights, (x,))
 
-    whole = torch.func.grad_and_value(loss_of, argnums=(0, 1))
+    def vjp_of(weights: dict[str, torch.Tensor], x: torch.Tensor, cot: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        y, pull = torch.func.vjp(forward_of, weights, x)
+        return pull(cot), y  # grad_and_value's order
+
+    whole = torch.func.grad_and_value(lambda w, x, cot: (forward_of(w, x) * cot).sum(), argnums=(0, 1)) if loss_value else vjp_of
     x_plain = arrays.torch("x")
 
     def compiled_out(out: Any) -> list[np.ndarray]:
         (weights, dx), _ = out
         return [to_numpy(dx), *(to_numpy(weights[n]) for n in names)]
 
-    # JAX: value_and_grad over the split parameters and the input, dropout keyed
+    # JAX: value_and_grad (or vjp) over the split parameters and the input, dropout keyed
     apply, leaves = _split(model, arrays.device)
     key = jax.random.key(CHECK_SEED)
     x_jax, cot_jax = arrays.jax("x"), arrays.jax("cot")
@@ -300,8 +315,13 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays) -> Workload
     def loss(leaves: tuple[jax.Array, ...], x: jax.Array, cot: jax.Array, key: jax.Array) -> jax.Array:
         return jnp.sum(apply(leaves, x, deterministic=False, rngs=key) * cot)
 
-    jax_step = jax.value_and_grad(loss, argnums=(0, 1))
+    def jax_vjp(leaves: tuple[jax.Array, ...], x: jax.Array, cot: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
+        y, pull = jax.vjp(lambda leaves, x: apply(leaves, x, deterministic=False, rngs=key), leaves, x)
+        return y, pull(cot)  # value_and_grad's order
+
+    jax_step = jax.value_and_grad(loss, argnums=(0, 1)) if loss_value else jax_vjp
     jax_out = _grads_out(model, module, names, lambda out: out[1])
+    kept = (lambda p, x: loss(p, x, cot_jax, key)) if loss_value else (lambda p, x: apply(p, x, deterministic=False, rngs=key))
 
     def torch_reference() -> list[np.ndarray]:
         seed()
@@ -322,11 +342,11 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays) -> Workload
                               fallback_random=entry.dropout),
         "jax": Call(jax_step, jax_args, jax_out, train=True),
         "jax-eager": Call(jax_step, jax_args, jax_out, train=True,
-                          saved=lambda: _jax_saved(lambda p, x: loss(p, x, cot_jax, key), (leaves, x_jax),
-                                                   [x_jax, cot_jax, *leaves])),
+                          saved=lambda: _jax_saved(kept, (leaves, x_jax), [x_jax, cot_jax, *leaves])),
     }  # fmt: skip
+    traffic = MIN_TRAFFIC["train" if loss_value else "backward"]
     return Workload(calls, {"torch": torch_reference, "jax": jax_reference},
-                    bytes=int(MIN_TRAFFIC["train"] * arrays.values["x"].nbytes), tolerance=256.0, nnx_model=model,
+                    bytes=int(traffic * arrays.values["x"].nbytes), tolerance=256.0, nnx_model=model,
                     torch_modules=(module,))  # fmt: skip
 
 
@@ -480,14 +500,14 @@ def build(item: str, variant: str, kind: str, point: Any, arrays: Arrays) -> Wor
       item: a module of the catalog, one of :data:`COMPONENTS`, or ``"copy"``; for a network
         point, the attention block (``none``, ``se`` or a module of the catalog).
       variant: ``fresh``, ``donated``, ``loop`` (modules) or ``copy``.
-      kind: ``forward`` or ``train`` (modules).
+      kind: ``forward``, ``train`` or ``backward`` (modules).
       point: the point (``channels``, ``num_basis``, ``network``).
       arrays: the point's inputs.
     """
     if getattr(point, "network", None):
         return _network(point.network, item, kind, point.batch, point.resolution, arrays.device)
     if item in CATALOG:
-        if kind == "train":
-            return _train(item, point.channels, point.num_basis, arrays)
+        if kind in ("train", "backward"):
+            return _train(item, point.channels, point.num_basis, arrays, loss_value=kind == "train")
         return _forward(item, variant, point.channels, point.num_basis, arrays)
     return _op(item, arrays)
