@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "bandwidth (roofline); every ratio with a "
         "95%% paired-bootstrap confidence interval.",
     )
-    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (about 6 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (5 to 6 minutes on 2 CPU cores)")
     parser.add_argument("--suites", type=comma_choices("suite", SUITES), default=SUITES, help="comma-separated subset of " + ",".join(SUITES))
     parser.add_argument("--backends", type=comma_choices("backend", BACKENDS), default=BACKENDS, help="comma-separated subset of " + ",".join(BACKENDS))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when there is one")
