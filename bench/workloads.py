@@ -312,16 +312,19 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays, *, loss_val
     key = jax.random.key(CHECK_SEED)
     x_jax, cot_jax = arrays.jax("x"), arrays.jax("cot")
 
+    def forward(leaves: tuple[jax.Array, ...], x: jax.Array, key: jax.Array) -> jax.Array:
+        return apply(leaves, x, deterministic=False, rngs=key)
+
     def loss(leaves: tuple[jax.Array, ...], x: jax.Array, cot: jax.Array, key: jax.Array) -> jax.Array:
-        return jnp.sum(apply(leaves, x, deterministic=False, rngs=key) * cot)
+        return jnp.sum(forward(leaves, x, key) * cot)
 
     def jax_vjp(leaves: tuple[jax.Array, ...], x: jax.Array, cot: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
-        y, pull = jax.vjp(lambda leaves, x: apply(leaves, x, deterministic=False, rngs=key), leaves, x)
+        y, pull = jax.vjp(lambda leaves, x: forward(leaves, x, key), leaves, x)
         return y, pull(cot)  # value_and_grad's order
 
     jax_step = jax.value_and_grad(loss, argnums=(0, 1)) if loss_value else jax_vjp
     jax_out = _grads_out(model, module, names, lambda out: out[1])
-    kept = (lambda p, x: loss(p, x, cot_jax, key)) if loss_value else (lambda p, x: apply(p, x, deterministic=False, rngs=key))
+    kept = (lambda p, x: loss(p, x, cot_jax, key)) if loss_value else (lambda p, x: forward(p, x, key))
 
     def torch_reference() -> list[np.ndarray]:
         seed()
