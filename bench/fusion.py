@@ -76,11 +76,10 @@ def hlo_entry_opcodes(hlo_text: str) -> Counter[str]:
     [('fusion', 1), ('parameter', 1), ('reduce', 1), ('tuple', 1)]
     """
     counts: Counter[str] = Counter()
-    for _, rest in _entry_instructions(hlo_text):
-        rest = _skip_shape(rest)
-        opcode = re.match(r"[\w\-]+", rest)
+    for name, text in _entry_instructions(hlo_text):
+        opcode = re.match(r"[\w\-]+", _skip_shape(text))
         if opcode is None:
-            raise ValueError(f"cannot parse HLO instruction: {line.strip()[:80]}")
+            raise ValueError(f"cannot parse HLO instruction {name}: {text.strip()[:80]}")
         counts[opcode.group(0)] += 1
     return counts
 

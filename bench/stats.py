@@ -41,7 +41,8 @@ METHOD = (
     "ratio = median over rounds of the per-round ratio; rounds resampled with replacement, "
     "pairs kept together; where a point was timed in several processes (sessions): ratio = mean over "
     "sessions of each session's median log-ratio, interval = the wider of a Student-t interval over the "
-    "sessions' estimates (G - 1 degrees of freedom) and a two-stage bootstrap (sessions, then rounds); "
+    "sessions' estimates (G - 1 degrees of freedom) and a two-stage bootstrap (sessions, then rounds) "
+    "of that same mean of session medians; "
     "fewer than 5 rounds (per session): no interval"
 )
 #: What to do about a flagged lane.
@@ -119,30 +120,37 @@ def _t975(df: int) -> float:
     return _T975.get(df, 1.96 + 2.5 / df)  # within 0.3% of the exact quantile beyond 10
 
 
-def _resampled(n: int, sessions: np.ndarray | None, resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Indices of ``n`` rounds for each resample: rounds with replacement, or, with
-    ``sessions``, sessions with replacement and then rounds within each session drawn."""
-    if sessions is None or np.unique(sessions).size < 2:
-        return list(rng.integers(0, n, (resamples, n)))
-    groups = [np.flatnonzero(sessions == s) for s in np.unique(sessions)]
-    picks = rng.integers(0, len(groups), (resamples, len(groups)))
-    return [np.concatenate([rng.choice(groups[g], groups[g].size) for g in row]) for row in picks]
-
-
-def _by_session(values: np.ndarray, sessions: np.ndarray | None) -> np.ndarray | None:
-    """Each session's median of ``values`` (one per round), or ``None`` for one session."""
+def _groups(n: int, sessions: np.ndarray | None) -> list[np.ndarray]:
+    """The rounds of each session (one group of all ``n`` rounds without sessions)."""
     if sessions is None:
-        return None
-    if len(sessions) != values.size:
-        raise ValueError(f"need a session per round: {len(sessions)} sessions for {values.size} rounds")
-    labels = np.unique(sessions)
-    return np.array([np.median(values[sessions == s]) for s in labels]) if labels.size > 1 else None
+        return [np.arange(n)]
+    if len(sessions) != n:
+        raise ValueError(f"need a session per round: {len(sessions)} sessions for {n} rounds")
+    return [np.flatnonzero(sessions == s) for s in np.unique(sessions)]
 
 
-def _too_few(sessions: np.ndarray | None, *sizes: int) -> bool:
-    if sessions is not None:
-        return bool(np.min(np.unique(sessions, return_counts=True)[1]) < MIN_ROUNDS)
-    return min(sizes) < MIN_ROUNDS
+def _medians(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    return np.array([np.median(values[g]) for g in groups])
+
+
+def _estimate(values: np.ndarray, groups: list[np.ndarray]) -> float:
+    """The statistic every ratio reports: the mean over sessions of each session's median
+    (for one session, the median of its rounds)."""
+    return float(np.mean(_medians(values, groups)))
+
+
+def _bootstrap(values: np.ndarray, groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`_estimate` of ``resamples`` two-stage resamples: sessions with replacement, then
+    rounds with replacement within each drawn session (for one session, its rounds)."""
+    if len(groups) == 1:
+        rounds = groups[0]
+        return np.median(values[rounds[rng.integers(0, rounds.size, (resamples, rounds.size))]], axis=1)
+    picks = rng.integers(0, len(groups), (resamples, len(groups)))
+    return np.array([_estimate(values, [rng.choice(groups[g], groups[g].size) for g in row]) for row in picks])
+
+
+def _too_few(groups: list[np.ndarray]) -> bool:
+    return min(g.size for g in groups) < MIN_ROUNDS
 
 
 def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = None, resamples: int = RESAMPLES,
@@ -157,7 +165,8 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = 
         then counts as it does between runs: the ratio is the mean over sessions of each
         session's median log-ratio (every session weighs the same), and the interval the
         wider of a Student-t interval over the sessions' estimates (G - 1 degrees of
-        freedom) and a two-stage bootstrap (sessions, then rounds within each).
+        freedom) and a two-stage bootstrap of the same statistic (sessions, then rounds within
+        each).
       resamples: bootstrap resamples.
       confidence: confidence level (0.95 with sessions).
       seed: seed of the resampling (results are reproducible).
@@ -184,15 +193,13 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = 
     if ra.shape != rb.shape:
         raise ValueError(f"paired timings need the same rounds, got {ra.size} and {rb.size}")
     logs = np.log(ra) - np.log(rb)
-    per_session = _by_session(logs, sessions)
-    value = float(np.mean(per_session) if per_session is not None else np.median(logs))
-    if _too_few(sessions, logs.size):
+    groups = _groups(logs.size, sessions)
+    value = _estimate(logs, groups)
+    if _too_few(groups):
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
-    rng = np.random.default_rng(seed)
-    boot = np.array([np.median(logs[i]) for i in _resampled(logs.size, sessions, resamples, rng)])
-    lo, hi = _interval(boot, confidence)
-    if per_session is not None:
-        lo, hi = _widest((lo, hi), value, per_session, None, confidence)
+    lo, hi = _interval(_bootstrap(logs, groups, resamples, np.random.default_rng(seed)), confidence)
+    if len(groups) > 1:
+        lo, hi = _widest((lo, hi), value, _medians(logs, groups), None, confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
 
 
@@ -230,18 +237,15 @@ def unpaired_ratio(a: np.ndarray, b: np.ndarray, *, sessions_a: np.ndarray | Non
     >>> r.lo < 1 < r.hi, r.significant
     (True, False)
     """
-    ra, rb = round_medians(a), round_medians(b)
-    sa, sb = _by_session(np.log(ra), sessions_a), _by_session(np.log(rb), sessions_b)
-    sessions = sa is not None and sb is not None
-    value = float(np.mean(sa) - np.mean(sb)) if sessions else float(np.log(np.median(ra) / np.median(rb)))
-    if _too_few(sessions_a, ra.size) or _too_few(sessions_b, rb.size):
+    la, lb = np.log(round_medians(a)), np.log(round_medians(b))
+    ga, gb = _groups(la.size, sessions_a), _groups(lb.size, sessions_b)
+    value = _estimate(la, ga) - _estimate(lb, gb)
+    if _too_few(ga) or _too_few(gb):
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
     rng = np.random.default_rng(seed)
-    boot_a = np.median(ra[rng.integers(0, ra.size, (resamples, ra.size))], axis=1)
-    boot_b = np.median(rb[rng.integers(0, rb.size, (resamples, rb.size))], axis=1)
-    lo, hi = _interval(np.log(boot_a) - np.log(boot_b), confidence)
-    if sessions:
-        lo, hi = _widest((lo, hi), value, sa, sb, confidence)
+    lo, hi = _interval(_bootstrap(la, ga, resamples, rng) - _bootstrap(lb, gb, resamples, rng), confidence)
+    if len(ga) > 1 and len(gb) > 1:
+        lo, hi = _widest((lo, hi), value, _medians(la, ga), _medians(lb, gb), confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
 
 

@@ -620,3 +620,8 @@ if __name__ == "__main__":
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(pid)
+
+
+def test_an_unparsable_hlo_instruction_is_named_in_a_value_error():
+    with pytest.raises(ValueError, match=r"cannot parse HLO instruction %?a: f32\[\] !x"):
+        hlo_entry_opcodes("ENTRY %m {\n  %a = f32[] !x\n}")

@@ -180,6 +180,25 @@ def test_two_runs_over_sessions_overlap():
     assert overlap >= 95, overlap
 
 
+@pytest.mark.parametrize("sizes", [(10, 80, 10), (40, 5, 40)])
+def test_the_bootstrap_resamples_the_reported_statistic_when_sessions_differ_in_rounds(sizes):
+    """Sessions stop adaptively, so they run different numbers of rounds; the interval's
+    bootstrap must centre on the reported mean of session medians, not on a pooled median
+    that weighs the longest session most."""
+    rng = np.random.default_rng(0)
+    shift = np.repeat([1.4, 1.6, 1.5], sizes)[:, None]
+    b = rng.lognormal(0, 0.01, (sum(sizes), 3))
+    sessions = np.repeat(np.arange(3), sizes)
+    ratio = stats.paired_ratio(shift * b, b, sessions=sessions, resamples=400)
+    logs = np.log(stats.round_medians(shift * b)) - np.log(stats.round_medians(b))
+    groups = [np.flatnonzero(sessions == s) for s in range(3)]
+    boot = stats._bootstrap(logs, groups, 400, rng)
+    assert ratio.value == pytest.approx(1.5, rel=0.01)
+    assert np.exp(np.median(boot)) == pytest.approx(ratio.value, rel=0.02)
+    unpaired = stats.unpaired_ratio(shift * b, b, sessions_a=sessions, sessions_b=sessions, resamples=400)
+    assert unpaired.value == pytest.approx(1.5, rel=0.01) and unpaired.lo < 1.5 < unpaired.hi
+
+
 @pytest.mark.parametrize("rounds", [1, 4])
 def test_too_few_rounds_give_no_interval_and_no_finding(rounds):
     a, b = _pair(1.5, rounds=rounds)
