@@ -124,6 +124,15 @@ def cuda_kernels(call: Callable[[], Any]) -> int:
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
+_CALL = re.compile(r"\n\s*def call\(self, args\):|^def call\(args\):|\ndef call\(args\):")
+
+
+def _call_body(wrapper_code: str) -> str:
+    """What follows the ``call`` function's header in Inductor's wrapper (all of it without one)."""
+    match = _CALL.search(wrapper_code)
+    return wrapper_code[match.end() :] if match else wrapper_code
+
+
 _KERNEL_CALL = re.compile(r"^\s+(?:\w+\s*=\s*)?((?:cpp_fused|triton)\w*|extern_kernels\.\w+|torch\.ops\.[\w.]+)\s*[.(]")
 
 
@@ -138,8 +147,7 @@ def inductor_kernel_calls(wrapper_code: str) -> list[str]:
     ...     return (buf2, )''')
     ['cpp_fused_mean_0', 'extern_kernels.mm', 'triton_poi_fused_1']
     """
-    match = re.search(r"\n\s*def call\(self, args\):|^def call\(args\):|\ndef call\(args\):", wrapper_code)
-    body = wrapper_code[match.end():] if match else wrapper_code
+    body = _call_body(wrapper_code)
     calls = []
     for line in body.splitlines():
         if re.match(r"^\S", line) or re.match(r"^    def ", line) and calls:
@@ -173,8 +181,7 @@ def inductor_temp_bytes(wrapper_code: str) -> int:
     ...     return (buf1, buf2, )''')
     64
     """
-    match = re.search(r"\n\s*def call\(self, args\):|^def call\(args\):|\ndef call\(args\):", wrapper_code)
-    body = wrapper_code[match.end():] if match else wrapper_code
+    body = _call_body(wrapper_code)
     sizes: dict[str, int] = {}
     root: dict[str, str] = {}
     returned: set[str] = set()
@@ -226,8 +233,7 @@ def inductor_full_size_passes(wrapper_code: str, numel: int) -> int:
     ...     return (buf2, )''', 8 * 64)
     4
     """
-    match = re.search(r"\n\s*def call\(self, args\):|^def call\(args\):|\ndef call\(args\):", wrapper_code)
-    body = wrapper_code[match.end():] if match else wrapper_code
+    body = _call_body(wrapper_code)
     sizes: dict[str, int] = {}
     passes = 0
     for line in body.splitlines():

@@ -19,16 +19,19 @@ from typing import Any
 
 from bench.report import SWEEPS
 from bench.suites import Comparison, Record
+from prcm import MODULES
 
 __all__ = ["COLORS", "STYLES", "write_plots"]
 
 #: One colour per backend (Okabe-Ito, readable by colour-blind readers).
 COLORS = {"torch-eager": "#0072B2", "torch-compile": "#E69F00", "jax-jit": "#009E73", "jax-eager": "#CC79A7"}
-#: One marker and line style per module (and the copy reference).
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
+_LINES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (5, 2)), (0, (2, 1)), (0, (5, 1, 1, 1)), (0, (1, 2)))
+#: One marker and line style per module of the catalog, in its order (and the copy reference).
 STYLES = {
-    "PRCM": ("o", "-"), "AffinePRCM": ("s", "--"), "PRCMNoDropout": ("^", ":"), "AffinePRCMNoDropout": ("v", "-."),
-    "ShiftOnlyPRCM": ("D", (0, (3, 1, 1, 1, 1, 1))), "SEModule": ("P", (0, (5, 2))), "copy": ("x", (0, (1, 1))),
-}  # fmt: skip
+    **{m: (_MARKERS[i % len(_MARKERS)], _LINES[i % len(_LINES)]) for i, m in enumerate(MODULES)},
+    "copy": ("x", (0, (1, 1))),
+}
 
 
 def _pyplot() -> Any:

@@ -481,9 +481,12 @@ def _roofline_findings(ok: list[Record], copy_gbps: dict[str, float]) -> list[st
                    + ", ".join(f"{gbps:.1f} GB/s at {size}" for size, gbps in copy_gbps.items()) + ".")  # fmt: skip
     roof = [r for r in ok if r.suite == "roofline" and r.module and r.copy_fraction and r.batch * r.channels * r.resolution**2 * 4 >= 64e6]
     for key in dict.fromkeys((r.backend, r.variant, r.threads) for r in roof):
-        best = max((r for r in roof if (r.backend, r.variant, r.threads) == key), key=lambda r: r.copy_fraction)
+        lanes = [r for r in roof if (r.backend, r.variant, r.threads) == key]
+        steady = [r for r in lanes if r.flag is None]  # a flagged lane's median may be its fast mode only
+        best = max(steady or lanes, key=lambda r: r.copy_fraction)
         out.append(f"{best.backend} ({best.variant}, {best.threads} thread(s), tensors >= 64 MB): best {best.copy_fraction:.0%} of "
-                   f"copy bandwidth against {MIN_TRAFFIC[best.variant]:.2f} x size, {best.gbps:.1f} GB/s ({best.module}, batch {best.batch}).")  # fmt: skip
+                   f"copy bandwidth against {MIN_TRAFFIC[best.variant]:.2f} x size, {best.gbps:.1f} GB/s ({best.module}, batch {best.batch}"
+                   f"{'' if steady else '; every lane flagged unstable'}).")  # fmt: skip
     loops = [r for r in ok if r.suite == "roofline" and r.variant == "loop" and r.passes is not None]
     for backend in dict.fromkeys(r.backend for r in loops):
         passes = sorted({round(r.passes, 2) for r in loops if r.backend == backend})

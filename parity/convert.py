@@ -111,7 +111,6 @@ _NORMS = (*_BATCH_NORMS, nn.LayerNorm, nn.GroupNorm)
 #: The rule table, used in both directions.
 RULES: tuple[Rule, ...] = (
     Rule("kernel", "weight", layers=_LINEAR_CONV, permute=_oi_to_io),
-    Rule("bias", "bias", layers=(*_LINEAR_CONV, *_NORMS)),
     Rule("scale", "weight", layers=_NORMS),
     Rule("embedding", "weight", layers=(nn.Embedding,)),
     Rule("mean", "running_mean", "batch_stats", layers=_BATCH_NORMS),
@@ -271,7 +270,9 @@ def _mismatches(pair: _Pair, tensor: torch.Tensor) -> list[str]:
         out.append(f"shape mismatch: torch '{pair.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
                    f"(which needs torch shape {expected})")  # fmt: skip
     if numpy_dtype(tensor.dtype) != leaf.dtype:
-        out.append(f"dtype mismatch: torch '{pair.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}")
+        x64 = tensor.dtype == torch.float64 and not jax.config.jax_enable_x64
+        out.append(f"dtype mismatch: torch '{pair.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}"
+                   + (" (JAX has 64-bit types off: jax.config.update('jax_enable_x64', True) before building the twin)" if x64 else ""))  # fmt: skip
     return out
 
 
@@ -367,6 +368,9 @@ def _to_flax(
     (every place is resolved first, so a bad one converts nothing); boxes stay boxed."""
     places, problems = {}, []
     for p in pairs:
+        if state[p.key].is_meta:
+            problems.append(f"torch '{p.key}' is on the meta device (no values): load the weights into it first")
+            continue
         try:
             places[p] = _where(current[(p.leaf.collection, *p.leaf.path)])
         except ValueError as err:
@@ -505,6 +509,10 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     state = torch_module.state_dict()
     what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
     pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
+    abstract = [p.leaf.name for p in pairs.values() if isinstance(_unboxed(values[(p.leaf.collection, *p.leaf.path)]), jax.ShapeDtypeStruct)]
+    if abstract:
+        raise ConversionError(what, [f"Flax '{name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, "
+                                     "e.g. with torch_to_nnx" for name in abstract])  # fmt: skip
     out = {}
     for key, tensor in state.items():
         if key in pairs:

@@ -46,7 +46,7 @@ from parity.arrays import to_numpy
 from parity.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
 
-__all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "train_torch", "train_step", "shard", "main"]
+__all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "channels_last", "train_torch", "train_step", "shard", "main"]
 
 BLOCKS: tuple[str, ...] = ("none", "PRCM", "AffinePRCM", "ShiftOnlyPRCM", "SEModule")
 WIDTHS = (16, 32)

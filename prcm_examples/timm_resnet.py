@@ -37,7 +37,7 @@ import parity
 import prcm_torch
 from parity.reference import error_in_eps
 from prcm.cli import at_least
-from prcm_examples.digits import Data
+from prcm_examples.digits import Data, channels_last
 from prcm_jax.models import ResNet, from_timm
 
 __all__ = ["Data", "load_data", "create_timm", "train_torch", "torch_logits", "jax_logits", "train_jax", "main"]
@@ -70,11 +70,6 @@ def create_timm(device: str | None = None) -> torch.nn.Module:
 
     return timm.create_model("resnet18", in_chans=1, num_classes=CLASSES, block_args=dict(attn_layer=prcm_torch.AffinePRCM),
                              device=device)  # fmt: skip
-
-
-def channels_last(x: np.ndarray) -> np.ndarray:
-    """``(B, C, H, W)`` -> ``(B, H, W, C)``."""
-    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
 
 
 def train_torch(model: torch.nn.Module, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3) -> list[float]:

@@ -29,6 +29,7 @@ class _BasisRecalibration(nn.Module):
 
     scale_name: ClassVar[Optional[str]]  # attribute holding the scale projection (the seed's name), if any
     has_shift: ClassVar[bool]  # whether the module owns ``shift_proj``
+    __jit_unused_properties__: ClassVar[list[str]] = ["dropout_rate"]
 
     def __init__(
         self,
@@ -44,13 +45,23 @@ class _BasisRecalibration(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.channels = channels
         self.num_basis = num_basis
-        self.dropout_rate = float(dropout_rate)
-        self.basis = nn.Parameter(torch.randn(num_basis, channels, **factory))
+        self.basis = nn.Parameter(torch.empty(num_basis, channels, **factory))
+        self.reset_parameters()  # drawn before the projections, as the seed's torch.randn
         if self.scale_name is not None:
             setattr(self, self.scale_name, nn.Linear(num_basis, channels, bias=False, **factory))
         if self.has_shift:
             self.shift_proj = nn.Linear(num_basis, channels, bias=False, **factory)
         self.coeff_dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
+
+    @property
+    def dropout_rate(self) -> float:
+        """The coefficients' dropout rate in train mode: ``coeff_dropout.p`` (0 without dropout)."""
+        return float(getattr(self.coeff_dropout, "p", 0.0))
+
+    def reset_parameters(self) -> None:
+        """Draw ``basis`` from N(0, 1) (the projections reset their own weights), as after
+        ``to_empty()`` on a module built on the meta device."""
+        nn.init.normal_(self.basis)
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting() and eager_checks():

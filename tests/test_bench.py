@@ -625,3 +625,15 @@ if __name__ == "__main__":
 def test_an_unparsable_hlo_instruction_is_named_in_a_value_error():
     with pytest.raises(ValueError, match=r"cannot parse HLO instruction %?a: f32\[\] !x"):
         hlo_entry_opcodes("ENTRY %m {\n  %a = f32[] !x\n}")
+
+
+def test_the_roofline_finding_reads_steady_lanes_before_flagged_ones():
+    def lane(gbps, flag=None, batch=4):
+        return Record("roofline", "torch-eager", "cpu", module="PRCM", variant="fresh", threads=1, batch=batch, channels=64,
+                      resolution=256, gbps=gbps, copy_fraction=gbps / 50, flag=flag)  # fmt: skip
+
+    steady = report._roofline_findings([lane(25.0, "bimodal: the rounds ran at two speeds"), lane(6.0, batch=16)], {})
+    assert steady == ["torch-eager (fresh, 1 thread(s), tensors >= 64 MB): best 12% of copy bandwidth against 3.00 x size, "
+                      "6.0 GB/s (PRCM, batch 16)."]  # fmt: skip
+    flagged = report._roofline_findings([lane(25.0, "spread"), lane(6.0, "spread", batch=16)], {})
+    assert flagged[0].endswith("25.0 GB/s (PRCM, batch 4; every lane flagged unstable).")

@@ -191,6 +191,10 @@ def test_from_timm_reads_classes_channels_dropout_and_mode():
     with torch.no_grad():
         want = model(torch.ones(2, 1, 32, 32)).numpy()
     assert y.shape == (2, 512) and np.allclose(y, want, rtol=1e-4, atol=1e-5)
+    for module in model.modules():  # how torch users change dropout: each layer's `p`
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
+    assert from_timm(model).layer3[1].se.dropout_rate == 0.1
 
 
 # -- checkpoints: .safetensors and .pth in, .safetensors out ---------------------------------

@@ -41,6 +41,32 @@ def test_same_seed_same_initialisation_as_seed(name):
 
 
 @pytest.mark.parametrize("name", MODULES)
+def test_meta_skeleton_materialises_through_reset_parameters(name):
+    """PyTorch's deferred initialisation (as FSDP does it): build on meta, ``to_empty``, then
+    ``reset_parameters`` of every module that has one gives what an eager build draws."""
+    with torch.device("meta"):
+        skeleton = getattr(prcm_torch, name)(32)
+    skeleton.to_empty(device="cpu")
+    torch.manual_seed(5)
+    for module in skeleton.modules():
+        if callable(getattr(module, "reset_parameters", None)):
+            module.reset_parameters()
+    torch.manual_seed(5)
+    eager = getattr(prcm_torch, name)(32)
+    for (key, got), want in zip(skeleton.state_dict().items(), eager.state_dict().values(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("name", ["PRCM", "AffinePRCM"])
+def test_dropout_rate_is_the_dropout_layers_rate(name):
+    module = getattr(prcm_torch, name)(16, dropout_rate=0.5)
+    module.coeff_dropout.p = 0.1
+    assert module.dropout_rate == 0.1 and getattr(prcm_torch, name)(16, dropout_rate=0.0).dropout_rate == 0.0
+    with pytest.raises(AttributeError):
+        module.dropout_rate = 0.2
+
+
+@pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("shape", [(1, 16, 1, 1), (3, 16, 33), (2, 16, 3, 4, 5), (2, 16, 7, 9)])
 def test_any_number_of_spatial_axes(name, shape):
     module = getattr(prcm_torch, name)(16).eval()
