@@ -99,7 +99,8 @@ def _meta(args: argparse.Namespace, settings: Settings, device: Any, reason: str
         "settings": {"quick": args.quick, "sessions": {s: settings.sessions(s) for s in args.suites}, **settings.timing},
         "statistics": {"method": stats.METHOD, "resamples": stats.RESAMPLES, "confidence": stats.CONFIDENCE,
                        "noise": stats.NOISE, "spread_flag": stats.SPREAD,
-                       "threads_comparisons": "unpaired percentile bootstrap of round medians"},  # fmt: skip
+                       "threads_comparisons": "unpaired: each side resampled on its own as above (sessions, then rounds), "
+                                              "widened by the Student-t interval of a side timed in several sessions"},  # fmt: skip
         "min_traffic": MIN_TRAFFIC,
         "saved_bytes": SAVED_BYTES,
         "suites": list(args.suites),

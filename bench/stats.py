@@ -142,11 +142,13 @@ def _estimate(values: np.ndarray, groups: list[np.ndarray]) -> float:
 def _bootstrap(values: np.ndarray, groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
     """:func:`_estimate` of ``resamples`` two-stage resamples: sessions with replacement, then
     rounds with replacement within each drawn session (for one session, its rounds)."""
+    def medians() -> np.ndarray:  # each session's median over its rounds redrawn, per resample: (G, resamples)
+        return np.stack([np.median(values[g][rng.integers(0, g.size, (resamples, g.size))], axis=1) for g in groups])
+
     if len(groups) == 1:
-        rounds = groups[0]
-        return np.median(values[rounds[rng.integers(0, rounds.size, (resamples, rounds.size))]], axis=1)
-    picks = rng.integers(0, len(groups), (resamples, len(groups)))
-    return np.array([_estimate(values, [rng.choice(groups[g], groups[g].size) for g in row]) for row in picks])
+        return medians()[0]
+    picks = rng.integers(0, len(groups), (resamples, len(groups)))  # the sessions each resample draws
+    return np.mean([medians()[picks[:, slot], np.arange(resamples)] for slot in range(len(groups))], axis=0)
 
 
 def _too_few(groups: list[np.ndarray]) -> bool:
@@ -199,34 +201,33 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = 
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
     lo, hi = _interval(_bootstrap(logs, groups, resamples, np.random.default_rng(seed)), confidence)
     if len(groups) > 1:
-        lo, hi = _widest((lo, hi), value, _medians(logs, groups), None, confidence)
+        lo, hi = _widest((lo, hi), value, _medians(logs, groups), confidence=confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
 
 
-def _widest(interval: tuple[float, float], value: float, a: np.ndarray, b: np.ndarray | None,
-            confidence: float) -> tuple[float, float]:  # fmt: skip
+def _widest(interval: tuple[float, float], value: float, *estimates: np.ndarray, confidence: float) -> tuple[float, float]:
     """``interval`` widened to the Student-t interval of ``value`` from per-session estimates
-    ``a`` (and, for a difference of two unpaired sides, ``b``)."""
+    (one array for a paired ratio; for a difference of two unpaired sides, each side timed in
+    several sessions; Welch's smaller degrees of freedom)."""
     if confidence != 0.95:
         raise ValueError(f"the interval over sessions is a 95% one, got confidence {confidence}")
-    se2, df = np.var(a, ddof=1) / a.size, a.size - 1
-    if b is not None:
-        se2, df = se2 + np.var(b, ddof=1) / b.size, min(df, b.size - 1)
-    half = _t975(df) * float(np.sqrt(se2))
+    se2 = sum(np.var(e, ddof=1) / e.size for e in estimates)
+    half = _t975(min(e.size for e in estimates) - 1) * float(np.sqrt(se2))
     return min(interval[0], value - half), max(interval[1], value + half)
 
 
 def unpaired_ratio(a: np.ndarray, b: np.ndarray, *, sessions_a: np.ndarray | None = None,
                    sessions_b: np.ndarray | None = None, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
                    seed: int = 0) -> Ratio:  # fmt: skip
-    """``a / b`` for timings taken apart: median round of each, resampled independently.
+    """``a / b`` for timings taken apart: each side's estimate (its median round, or with
+    sessions the mean of the sessions' medians, as in :func:`paired_ratio`), each resampled on
+    its own (sessions, then rounds).
 
     Args:
       a: numerator timings, ``(rounds, calls)``.
       b: denominator timings, ``(rounds_b, calls_b)``, from other rounds.
-      sessions_a: the process of each round of ``a`` (as in :func:`paired_ratio`; with
-        ``sessions_b``, the interval is also widened to a Student-t interval over the
-        sessions' medians).
+      sessions_a: the process of each round of ``a``; a side timed in several sessions also
+        widens the interval to a Student-t interval over its sessions' medians.
       sessions_b: the same for ``b``.
       resamples: bootstrap resamples.
       confidence: confidence level.
@@ -244,8 +245,9 @@ def unpaired_ratio(a: np.ndarray, b: np.ndarray, *, sessions_a: np.ndarray | Non
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
     rng = np.random.default_rng(seed)
     lo, hi = _interval(_bootstrap(la, ga, resamples, rng) - _bootstrap(lb, gb, resamples, rng), confidence)
-    if len(ga) > 1 and len(gb) > 1:
-        lo, hi = _widest((lo, hi), value, _medians(la, ga), _medians(lb, gb), confidence)
+    several = [_medians(v, g) for v, g in ((la, ga), (lb, gb)) if len(g) > 1]
+    if several:  # a side timed in one process adds its bootstrap spread only
+        lo, hi = _widest((lo, hi), value, *several, confidence=confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
 
 

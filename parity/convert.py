@@ -270,7 +270,7 @@ def _mismatches(pair: _Pair, tensor: torch.Tensor) -> list[str]:
         out.append(f"shape mismatch: torch '{pair.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "
                    f"(which needs torch shape {expected})")  # fmt: skip
     if numpy_dtype(tensor.dtype) != leaf.dtype:
-        x64 = tensor.dtype == torch.float64 and not jax.config.jax_enable_x64
+        x64 = tensor.dtype == torch.float64 and leaf.dtype == np.float32 and not jax.config.jax_enable_x64
         out.append(f"dtype mismatch: torch '{pair.key}' {tensor.dtype} vs Flax '{leaf.name}' {leaf.dtype}"
                    + (" (JAX has 64-bit types off: jax.config.update('jax_enable_x64', True) before building the twin)" if x64 else ""))  # fmt: skip
     return out
@@ -511,8 +511,9 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
     abstract = [p.leaf.name for p in pairs.values() if isinstance(_unboxed(values[(p.leaf.collection, *p.leaf.path)]), jax.ShapeDtypeStruct)]
     if abstract:
+        fill = "torch_to_nnx" if isinstance(source, nnx.Module) else "torch_to_linen"
         raise ConversionError(what, [f"Flax '{name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, "
-                                     "e.g. with torch_to_nnx" for name in abstract])  # fmt: skip
+                                     f"e.g. with {fill}" for name in abstract])  # fmt: skip
     out = {}
     for key, tensor in state.items():
         if key in pairs:

@@ -199,6 +199,27 @@ def test_the_bootstrap_resamples_the_reported_statistic_when_sessions_differ_in_
     assert unpaired.value == pytest.approx(1.5, rel=0.01) and unpaired.lo < 1.5 < unpaired.hi
 
 
+def test_the_interval_is_the_bootstrap_of_the_reported_statistic(monkeypatch):
+    """Where no Student-t widening applies (one session), the interval is the percentile
+    interval of :func:`stats._bootstrap`'s replicates of the reported statistic."""
+    a, b = _pair(1.5)
+    monkeypatch.setattr(stats, "_bootstrap", lambda values, groups, resamples, rng: np.log(np.linspace(1.4, 1.6, resamples)))
+    r = stats.paired_ratio(a, b, resamples=1001)
+    assert (round(r.lo, 3), round(r.hi, 3)) == (1.405, 1.595)
+
+
+def test_unpaired_with_sessions_on_one_side_still_covers():
+    """A side timed in several processes widens the interval even when the other side was
+    timed in one (its between-process shift is then the whole uncertainty)."""
+    hits = 0
+    for seed in range(100):
+        a, _, sessions = _sessions_run(1.5, sessions=3, seed=seed, between=0.03)
+        b = np.random.default_rng(1000 + seed).lognormal(np.log(0.1), 0.01, (45, 5))
+        r = stats.unpaired_ratio(a, b, sessions_a=sessions, resamples=200)
+        hits += r.lo < 0.15 / 0.1 < r.hi
+    assert hits >= 90, hits
+
+
 @pytest.mark.parametrize("rounds", [1, 4])
 def test_too_few_rounds_give_no_interval_and_no_finding(rounds):
     a, b = _pair(1.5, rounds=rounds)

@@ -34,9 +34,16 @@ def parity_cases(draw, dtypes: tuple[str, ...], log10_scale: float) -> Case:
     )
 
 
+@given(parity_cases(("float32",), log10_scale=2.0))
+def test_float32_any_shape_and_weight_scale(case):
+    result = run_case(case)
+    note(str(result))
+    assert result.bound_error <= result.bound_limit, result
+
+
 # bfloat16 keeps float32's range; float16 overflows at 65504, so its weights stay within 10x.
-@given(parity_cases(("float32", "bfloat16"), log10_scale=2.0))
-def test_float32_and_bfloat16_any_shape_and_weight_scale(case):
+@given(parity_cases(("bfloat16",), log10_scale=2.0))
+def test_bfloat16_any_shape_and_weight_scale(case):
     result = run_case(case)
     note(str(result))
     assert result.bound_error <= result.bound_limit, result
