@@ -130,17 +130,13 @@ def _groups(n: int, sessions: np.ndarray | None) -> list[np.ndarray]:
 
 
 def _medians(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """Each session's median; every ratio reports their mean (for one session, the median of
+    its rounds)."""
     return np.array([np.median(values[g]) for g in groups])
 
 
-def _estimate(values: np.ndarray, groups: list[np.ndarray]) -> float:
-    """The statistic every ratio reports: the mean over sessions of each session's median
-    (for one session, the median of its rounds)."""
-    return float(np.mean(_medians(values, groups)))
-
-
 def _bootstrap(values: np.ndarray, groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """:func:`_estimate` of ``resamples`` two-stage resamples: sessions with replacement, then
+    """The mean of :func:`_medians` over ``resamples`` two-stage resamples: sessions with replacement, then
     rounds with replacement within each drawn session (for one session, its rounds)."""
     def medians() -> np.ndarray:  # each session's median over its rounds redrawn, per resample: (G, resamples)
         return np.stack([np.median(values[g][rng.integers(0, g.size, (resamples, g.size))], axis=1) for g in groups])
@@ -196,12 +192,13 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = 
         raise ValueError(f"paired timings need the same rounds, got {ra.size} and {rb.size}")
     logs = np.log(ra) - np.log(rb)
     groups = _groups(logs.size, sessions)
-    value = _estimate(logs, groups)
+    per_session = _medians(logs, groups)
+    value = float(np.mean(per_session))
     if _too_few(groups):
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
     lo, hi = _interval(_bootstrap(logs, groups, resamples, np.random.default_rng(seed)), confidence)
-    if len(groups) > 1:
-        lo, hi = _widest((lo, hi), value, _medians(logs, groups), confidence=confidence)
+    if per_session.size > 1:
+        lo, hi = _widest((lo, hi), value, per_session, confidence=confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
 
 
@@ -240,12 +237,13 @@ def unpaired_ratio(a: np.ndarray, b: np.ndarray, *, sessions_a: np.ndarray | Non
     """
     la, lb = np.log(round_medians(a)), np.log(round_medians(b))
     ga, gb = _groups(la.size, sessions_a), _groups(lb.size, sessions_b)
-    value = _estimate(la, ga) - _estimate(lb, gb)
+    ma, mb = _medians(la, ga), _medians(lb, gb)
+    value = float(np.mean(ma) - np.mean(mb))
     if _too_few(ga) or _too_few(gb):
         return Ratio(float(np.exp(value)), 0.0, float("inf"))
     rng = np.random.default_rng(seed)
     lo, hi = _interval(_bootstrap(la, ga, resamples, rng) - _bootstrap(lb, gb, resamples, rng), confidence)
-    several = [_medians(v, g) for v, g in ((la, ga), (lb, gb)) if len(g) > 1]
+    several = [m for m in (ma, mb) if m.size > 1]
     if several:  # a side timed in one process adds its bootstrap spread only
         lo, hi = _widest((lo, hi), value, *several, confidence=confidence)
     return Ratio(float(np.exp(value)), float(np.exp(lo)), float(np.exp(hi)))
