@@ -21,7 +21,7 @@ from typing import Any
 from bench.backends import BACKENDS
 from bench.suites import SUITES, Settings
 from bench.threads import ALLOCATOR, cpus, parse_threads, steady_malloc
-from prcm.cli import at_least, comma_choices
+from prcm.cli import INSTALL, at_least, comma_choices, unavailable
 
 __all__ = ["main", "parse_args"]
 
@@ -51,7 +51,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jax-async-dispatch", action="store_true",
                         help="keep JAX's asynchronous CPU dispatch (default: synchronous, like eager torch, for per-call latency)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: bench-results/<timestamp>)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    needs = {"matplotlib": "the plots", **({"timm": "the network suite"} if "network" in args.suites else {})}
+    if why := unavailable(*needs):
+        missing = "; ".join(f"{m} (for {needs[m]}) does not import here: {w}" for m, w in why.items())
+        parser.error(f"{missing}. Install the bench's dependencies ({INSTALL})"
+                     + (", or leave the network suite out with --suites" if "timm" in why else ""))
+    return args
 
 
 def _prepare_out(out: Path | None) -> Path:

@@ -18,7 +18,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import prcm
-from prcm.cli import comma_choices
+from prcm.cli import INSTALL, comma_choices, unavailable
 from parity.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
 from parity.networks import ATTENTIONS, CHECKS, FLOOR, NETWORKS, NetworkResult, network_cases, run_network_case
 
@@ -70,6 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name, default in _DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if "networks" in args.parts and (why := unavailable("timm")):
+        parser.error(f"the networks part needs timm, which does not import here ({why['timm']}); install it "
+                     f"with the torchvision built for your torch ({INSTALL}), or leave the part out with --parts modules")
     return args
 
 

@@ -7,9 +7,34 @@ with status 2 before any work.
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable, Sequence
 
-__all__ = ["comma_choices", "at_least"]
+__all__ = ["comma_choices", "at_least", "unavailable", "INSTALL"]
+
+#: How to get the optional dependencies, for messages (the README's install line).
+INSTALL = 'pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test,bench]"'
+
+
+def unavailable(*modules: str) -> dict[str, str]:
+    """``{module: why}`` for each of ``modules`` that does not import here.
+
+    Imports them, so a package that is installed but broken (torchvision built for another
+    torch, which timm imports) counts as unavailable too.
+
+    Args:
+      modules: importable names, e.g. ``"timm"``.
+
+    >>> unavailable("json", "no_such_module")
+    {'no_such_module': "ModuleNotFoundError: No module named 'no_such_module'"}
+    """
+    why = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - any failure to import means the part cannot run
+            why[name] = f"{type(err).__name__}: {err}"
+    return why
 
 
 def comma_choices(name: str, allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:

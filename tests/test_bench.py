@@ -444,6 +444,27 @@ def test_bad_arguments_exit_2_before_any_work(args, message, capsys):
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "hidden,args,message",
+    [
+        ("matplotlib", ["--suites", "latency"], "matplotlib (for the plots) does not import here"),
+        ("timm", [], "timm (for the network suite) does not import here"),
+    ],
+)
+def test_missing_dependency_exits_2_before_any_work(hidden, args, message, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, hidden, None)  # import raises, as when it is not installed
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(args)
+    err = capsys.readouterr().err.splitlines()[-1]  # after the usage lines
+    assert info.value.code == 2 and message in err and "pip install torch==2.14.1" in err
+    assert ("leave the network suite out with --suites" in err) == (hidden == "timm")
+
+
+def test_network_suite_left_out_needs_no_timm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)
+    assert cli.parse_args(["--suites", "latency,train"]).suites == ("latency", "train")
+
+
 def test_unwritable_output_is_refused_before_any_work(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -2,6 +2,7 @@
 broken twin caught, from_timm, checkpoints both ways, Flax modes, and bad input."""
 
 import copy
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -302,3 +303,14 @@ def test_parity_cli_networks_part(monkeypatch, capsys):
     with pytest.raises(SystemExit) as bad:
         cli.parse_args(["--attentions", "cbam"])
     assert bad.value.code == 2 and "unknown attention cbam; choose from none, se, PRCM" in capsys.readouterr().err
+
+
+def test_parity_cli_networks_part_without_timm_exits_2_before_any_work(monkeypatch, capsys):
+    from parity import __main__ as cli
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import raises, as when it is not installed
+    with pytest.raises(SystemExit) as bad:
+        cli.parse_args(["--quick"])
+    err = capsys.readouterr().err
+    assert bad.value.code == 2 and "the networks part needs timm" in err and "--parts modules" in err
+    assert cli.parse_args(["--quick", "--parts", "modules"]).parts == ("modules",)
