@@ -52,11 +52,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="keep JAX's asynchronous CPU dispatch (default: synchronous, like eager torch, for per-call latency)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: bench-results/<timestamp>)")
     args = parser.parse_args(argv)
-    needs = {"matplotlib": "the plots", **({"timm": "the network suite"} if "network" in args.suites else {})}
-    if why := unavailable(*needs):
-        missing = "; ".join(f"{m} (for {needs[m]}) does not import here: {w}" for m, w in why.items())
-        parser.error(f"{missing}. Install the bench's dependencies ({INSTALL})"
-                     + (", or leave the network suite out with --suites" if "timm" in why else ""))
+    if why := unavailable("matplotlib"):  # the plots are written last: refuse now, not after the run
+        parser.error(f"the plots need matplotlib, which does not import here ({why['matplotlib']}); "
+                     f"install the bench's dependencies (the README's install line: {INSTALL})")
     return args
 
 

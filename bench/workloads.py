@@ -39,6 +39,7 @@ from parity.arrays import to_numpy
 from parity.convert import torch_state_dict, torch_to_nnx
 from parity.dropout import shared_dropout_mask
 from prcm.catalog import CATALOG
+from prcm.cli import unavailable
 from prcm_jax.functional import keep_mask
 
 __all__ = ["Workload", "build", "inputs", "network_unavailable", "COMPONENTS", "LOOP", "MIN_TRAFFIC", "CHECK_SEED"]
@@ -365,11 +366,8 @@ NUM_CLASSES = 1000
 
 def network_unavailable() -> str | None:
     """Why the ``network`` suite cannot run here (timm, with torchvision, is not importable), or ``None``."""
-    try:
-        import timm  # noqa: F401
-    except Exception as err:  # ImportError, or torchvision failing to load beside this torch
-        return f"the network suite needs timm (and torchvision matching torch): {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    return None
+    why = unavailable("timm")
+    return f"the network suite needs timm (and torchvision matching torch): {why['timm']}" if why else None
 
 
 def _timm(network: str, attention: str, device: Device) -> torch.nn.Module:

@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, name, default)
     if "networks" in args.parts and (why := unavailable("timm")):
         parser.error(f"the networks part needs timm, which does not import here ({why['timm']}); install it "
-                     f"with the torchvision built for your torch ({INSTALL}), or leave the part out with --parts modules")
+                     f"with the torchvision built for your torch (the README's pair: {INSTALL}), or leave the part out with --parts modules")
     return args
 
 

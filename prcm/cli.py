@@ -17,7 +17,8 @@ INSTALL = 'pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[te
 
 
 def unavailable(*modules: str) -> dict[str, str]:
-    """``{module: why}`` for each of ``modules`` that does not import here.
+    """``{module: why}`` for each of ``modules`` that does not import here (the error's type
+    and its first line, at most 200 characters).
 
     Imports them, so a package that is installed but broken (torchvision built for another
     torch, which timm imports) counts as unavailable too.
@@ -33,7 +34,7 @@ def unavailable(*modules: str) -> dict[str, str]:
         try:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - any failure to import means the part cannot run
-            why[name] = f"{type(err).__name__}: {err}"
+            why[name] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
     return why
 
 

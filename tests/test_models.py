@@ -314,3 +314,17 @@ def test_parity_cli_networks_part_without_timm_exits_2_before_any_work(monkeypat
     err = capsys.readouterr().err
     assert bad.value.code == 2 and "the networks part needs timm" in err and "--parts modules" in err
     assert cli.parse_args(["--quick", "--parts", "modules"]).parts == ("modules",)
+
+
+def test_a_timm_that_fails_to_import_counts_as_unavailable(tmp_path, monkeypatch, capsys):
+    """What torchvision built for another torch does: installed, but importing it raises."""
+    from parity import __main__ as cli
+    from prcm.cli import unavailable
+
+    (tmp_path / "timm.py").write_text("raise RuntimeError('operator torchvision::nms does not exist\\nmore lines')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "timm")
+    assert unavailable("timm") == {"timm": "RuntimeError: operator torchvision::nms does not exist"}
+    with pytest.raises(SystemExit) as bad:
+        cli.parse_args(["--networks", "resnet18"])
+    assert bad.value.code == 2 and "(RuntimeError: operator torchvision::nms does not exist)" in capsys.readouterr().err
