@@ -13,6 +13,9 @@ its three classes (and, for a new ``kind``, its reference math in :mod:`parity.r
 {'reduction': 4}
 >>> [e.name for e in CATALOG.values() if e.dropout]
 ['PRCM', 'AffinePRCM']
+>>> import prcm_torch
+>>> CATALOG["AffinePRCM"].config_of(prcm_torch.AffinePRCM(64, num_basis=4, dropout_rate=0.25))
+{'num_basis': 4, 'dropout_rate': 0.25}
 """
 
 from __future__ import annotations
@@ -108,6 +111,16 @@ class Entry:
     def config_from_weights(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, dict[str, int]]:
         """``(channels, config)`` read from torch state_dict shapes (``{'basis': (K, C), ...}``)."""
         return KINDS[self.kind][1](shapes)
+
+    def config_of(self, module: Any) -> dict[str, Any]:
+        """The constructor arguments besides ``channels`` that a built torch module was given
+        (``num_basis`` and ``dropout_rate``, or ``reduction``), read from its attributes.
+
+        Args:
+          module: an instance of :attr:`torch`.
+        """
+        names = [*self.config(1, 1), *(["dropout_rate"] if self.dropout else [])]
+        return {name: getattr(module, name) for name in names}
 
     def build_torch(self, channels: int, num_basis: int = 8, **factory: Any) -> Any:
         """The PyTorch module (``factory``: ``device=``, ``dtype=``)."""

@@ -67,6 +67,14 @@ def test_dropout_rate_is_the_dropout_layers_rate(name):
 
 
 @pytest.mark.parametrize("name", MODULES)
+def test_catalog_reads_back_the_constructor_arguments(name):
+    """What ``from_timm`` gives a block's NNX twin: the torch block's own arguments, not defaults."""
+    entry = CATALOG[name]
+    config = {"reduction": 2} if entry.kind == "se" else {"num_basis": 5, **({"dropout_rate": 0.3} if entry.dropout else {})}
+    assert entry.config_of(getattr(prcm_torch, name)(16, **config)) == config
+
+
+@pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("shape", [(1, 16, 1, 1), (3, 16, 33), (2, 16, 3, 4, 5), (2, 16, 7, 9)])
 def test_any_number_of_spatial_axes(name, shape):
     module = getattr(prcm_torch, name)(16).eval()

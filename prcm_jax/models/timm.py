@@ -45,11 +45,7 @@ def _attention(block: Any, where: str) -> tuple[Any, list[str]]:
     if entry is None:
         supported = ", ".join(["None", "'se' (timm SEModule)", *(f"prcm_torch.{n}" for n in CATALOG)])
         return None, [f"{where}.se: attention {type(se).__module__}.{type(se).__name__} has no NNX twin; supported: {supported}"]
-    if entry.kind == "basis":
-        config = {"num_basis": se.num_basis, **({"dropout_rate": se.dropout_rate} if entry.dropout else {})}
-    else:
-        config = {"reduction": se.reduction}
-    return functools.partial(entry.nnx, **config), []
+    return functools.partial(entry.nnx, **entry.config_of(se)), []
 
 
 def _same_attention(a: Any, b: Any) -> bool:
