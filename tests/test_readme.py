@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from prcm.cli import INSTALL
+
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
@@ -30,3 +32,4 @@ def test_ci_installs_and_tests_what_the_readme_says():
     for command in install:
         assert command.replace("pip install", "python -m pip install --quiet") in ci, command
     assert "\npytest\n" in ci and first[2].split("#")[0].strip() == "pytest"
+    assert first[0].split("#")[0].strip() == INSTALL  # what the command lines' messages tell a user to run
