@@ -137,14 +137,13 @@ def _medians(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
 
 def _bootstrap(values: np.ndarray, groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
     """The mean of :func:`_medians` over ``resamples`` two-stage resamples: sessions with replacement, then
-    rounds with replacement within each drawn session (for one session, its rounds)."""
-    def medians() -> np.ndarray:  # each session's median over its rounds redrawn, per resample: (G, resamples)
-        return np.stack([np.median(values[g][rng.integers(0, g.size, (resamples, g.size))], axis=1) for g in groups])
-
-    if len(groups) == 1:
-        return medians()[0]
+    rounds with replacement within each drawn session, afresh for each draw of it (for one session, its rounds)."""
     picks = rng.integers(0, len(groups), (resamples, len(groups)))  # the sessions each resample draws
-    return np.mean([medians()[picks[:, slot], np.arange(resamples)] for slot in range(len(groups))], axis=0)
+    medians = np.empty(picks.shape)
+    for i, g in enumerate(groups):
+        drawn = picks == i
+        medians[drawn] = np.median(values[g][rng.integers(0, g.size, (int(drawn.sum()), g.size))], axis=1)
+    return medians.mean(axis=1)
 
 
 def _too_few(groups: list[np.ndarray]) -> bool:
