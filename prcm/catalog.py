@@ -119,6 +119,8 @@ class Entry:
         Args:
           module: an instance of :attr:`torch`.
         """
+        if not isinstance(module, self.torch):
+            raise TypeError(f"config_of needs a prcm_torch.{self.name}, got {type(module).__module__}.{type(module).__qualname__}")
         names = [*self.config(1, 1), *(["dropout_rate"] if self.dropout else [])]
         return {name: getattr(module, name) for name in names}
 

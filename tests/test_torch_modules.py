@@ -72,6 +72,8 @@ def test_catalog_reads_back_the_constructor_arguments(name):
     entry = CATALOG[name]
     config = {"reduction": 2} if entry.kind == "se" else {"num_basis": 5, **({"dropout_rate": 0.3} if entry.dropout else {})}
     assert entry.config_of(getattr(prcm_torch, name)(16, **config)) == config
+    with pytest.raises(TypeError, match=f"config_of needs a prcm_torch.{name}, got torch.nn.modules.linear.Linear"):
+        entry.config_of(torch.nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("name", MODULES)
