@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import stats
 from bench.runner import SUM_OF_PARTS
@@ -25,6 +25,7 @@ __all__ = ["Table", "tables", "findings", "write_results", "write_report", "copy
 SWEEPS = {"channels": "channels", "resolution": "resolution", "num_basis": "num_basis", "batch": "batch"}
 #: Unstable lanes listed in the flags table (all are in results.json).
 FLAGS_SHOWN = 25
+T = TypeVar("T", Record, Comparison)
 #: The point the issue's training targets are stated at.
 TRAIN_POINT = (8, 64, 56)
 
@@ -77,8 +78,8 @@ def _threads(items: Iterable[Record | Comparison]) -> list[int]:
     return sorted({x.threads for x in items if x.threads is not None})
 
 
-def _find(comparisons: Iterable[Comparison], **fields: Any) -> Comparison | None:
-    return next((c for c in comparisons if all(getattr(c, k) == v for k, v in fields.items())), None)
+def _find(items: Iterable[T], **fields: Any) -> T | None:
+    return next((c for c in items if all(getattr(c, k) == v for k, v in fields.items())), None)
 
 
 def copy_fractions(records: list[Record]) -> dict[str, float]:
@@ -432,10 +433,13 @@ def _train_findings(records: list[Record], comparisons: list[Comparison]) -> lis
                 if not (eager or compiled):
                     continue
                 parts = []
+                lane = dict(suite=suite, module=module, threads=t, batch=b, channels=c, resolution=res)
+                mine_jax = _find(records, backend="jax-jit", **lane)
                 for ratio, target, name in ((eager, 3.0, "torch-eager"), (compiled, 2.0, "torch-compile")):
                     if ratio:
                         verdict = "met" if ratio.ci95[0] >= target else "not met"
-                        parts.append(f"{name} / jax-jit = {fmt_ratio(ratio)} (target >= {target:.0f}x on the CI's lower bound: {verdict})")
+                        parts.append(f"{name} / jax-jit = {fmt_ratio(ratio)} (target >= {target:.0f}x on the CI's lower bound: {verdict}"
+                                     + _bound(_find(records, backend=name, **lane), mine_jax, target) + ")")  # fmt: skip
                 what = "Training step" if suite == "train" else "Forward and backward pass for cot (no loss value)"
                 out.append(f"{what} at ({b}, {c}, {res}, {res}), {t} thread(s), {module}: " + "; ".join(parts) + ".")
         swept = [r for r in records if r.suite == suite and r.passes is not None and _point(r)[:3] == TRAIN_POINT and r.module == "PRCM"]
@@ -453,6 +457,16 @@ def _train_findings(records: list[Record], comparisons: list[Comparison]) -> lis
                    + ", ".join(cells) + ".")  # fmt: skip
         break
     return out
+
+
+def _bound(other: Record | None, jax_jit: Record | None, target: float) -> str:
+    """What a target asks of the memory system: a step that moved only the minimum traffic at
+    this run's copy bandwidth would be ``1 / copy_fraction`` times faster than ``other``, so
+    jax-jit is ``target`` times faster only at ``target x`` other's copy fraction or more."""
+    if not (other and jax_jit and other.copy_fraction and jax_jit.copy_fraction):
+        return ""
+    return (f"; bound: the minimum traffic at copy speed is {1 / other.copy_fraction:.1f}x faster than {other.backend}, so "
+            f"{target:.0f}x needs jax-jit at >= {target * other.copy_fraction:.0%} of copy speed (it runs at {jax_jit.copy_fraction:.0%})")  # fmt: skip
 
 
 def _network_findings(comparisons: list[Comparison]) -> list[str]:

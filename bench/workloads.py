@@ -343,7 +343,7 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays, *, loss_val
         "torch": Call(step, (x, cot), lambda out: [to_numpy(g) for g in out[1:]], train=True, before=seed,
                       saved=lambda: _torch_saved(lambda: step(x, cot), [x, cot, *params])),
         "torch-compile": Call(whole, (detached, x_plain, cot), compiled_out, train=True, before=seed,
-                              fallback_random=entry.dropout is not None),
+                              fallback_random=bool(entry.dropout)),
         "jax": Call(jax_step, jax_args, jax_out, train=True),
         "jax-eager": Call(jax_step, jax_args, jax_out, train=True,
                           saved=lambda: _jax_saved(kept, (leaves, x_jax), [x_jax, cot_jax, *leaves])),
@@ -437,7 +437,7 @@ def _network(network: str, attention: str, kind: str, batch: int, resolution: in
 
     jax_out = _grads_out(model, module, names, lambda out: out[1:3])
     torch_out = lambda out: [to_numpy(g) for g in out[1:]]  # noqa: E731
-    dropout = attention in CATALOG and CATALOG[attention].dropout is not None
+    dropout = attention in CATALOG and bool(CATALOG[attention].dropout)
 
     def torch_reference() -> list[np.ndarray]:
         seed()

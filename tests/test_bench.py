@@ -299,6 +299,18 @@ def test_training_targets_are_judged_on_the_lower_bound():
     assert "torch-compile / jax-jit = 2.50x [2.10, 2.90] (target >= 2x on the CI's lower bound: met)" in text
 
 
+def test_a_training_target_says_what_it_asks_of_the_copy_bandwidth():
+    at = dict(suite="train", batch=8, channels=64, resolution=56, workload="train")
+    comps = [_comparison(2.0, 1.9, 2.1, True, **at), _comparison(0.3, 0.28, 0.32, True, numerator="torch-compile", **at)]
+    lane = dict(suite="train", device="cpu", module="PRCM", threads=1, batch=8, channels=64, resolution=56, num_basis=8)
+    records = [Record(backend="torch-eager", copy_fraction=0.05, **lane), Record(backend="torch-compile", copy_fraction=0.4, **lane),
+               Record(backend="jax-jit", copy_fraction=0.1, **lane)]  # fmt: skip
+    text = "\n".join(report.findings(records, comps, {}))
+    assert ("(target >= 3x on the CI's lower bound: not met; bound: the minimum traffic at copy speed is 20.0x faster than "
+            "torch-eager, so 3x needs jax-jit at >= 15% of copy speed (it runs at 10%))") in text
+    assert "is 2.5x faster than torch-compile, so 2x needs jax-jit at >= 80% of copy speed (it runs at 10%))" in text
+
+
 def test_the_backward_step_is_judged_apart_from_the_training_step():
     at = dict(batch=8, channels=64, resolution=56)
     comps = [_comparison(2.0, 1.8, 2.2, True, suite="train", workload="train", **at),
