@@ -26,6 +26,9 @@ SWEEPS = {"channels": "channels", "resolution": "resolution", "num_basis": "num_
 #: Unstable lanes listed in the flags table (all are in results.json).
 FLAGS_SHOWN = 25
 T = TypeVar("T", Record, Comparison)
+#: What the ``faults/call`` columns count.
+FAULTS = ("minor page faults of the process per call, median (memory the OS maps in on first touch, 4 KiB a fault "
+          "without huge pages: an output or temporary above glibc's 32 MiB mmap threshold is mapped afresh every call)")
 #: The point the issue's training targets are stated at.
 TRAIN_POINT = (8, 64, 56)
 
@@ -261,19 +264,23 @@ def _roofline(rows: list[Record], comps: list[Comparison], backends: Sequence[st
     out = []
     for t in _threads(rows):
         table = Table(f"roofline: the seed point and tensors beyond the caches, float32, {t} thread(s)",
-                      ["input", "MB", "what", "variant", "backend", "ms", "GB/s", "copy fraction", "passes"],
+                      ["input", "MB", "what", "variant", "backend", "ms", "GB/s", "copy fraction", "passes", "faults/call"],
                       note=f"minimum bytes: {MIN_TRAFFIC['fresh']:.0f} x size for a block alone (read x for the mean, read x and "
                            f"write y), {MIN_TRAFFIC['loop']:.2f} x per block in a chain of {LOOP} (one read per block for its mean, "
                            "computed from x on the fly, then one read and one write: n + 2 passes for n blocks), copy 2 x; "
                            "copy fraction: GB/s over the best copy at the same size; passes: full-size reads + writes per block "
-                           "in the compiled code (XLA's HLO, Inductor's wrapper)")  # fmt: skip
+                           "in the compiled code (XLA's HLO, Inductor's wrapper); faults/call: " + FAULTS)  # fmt: skip
         for r in (r for r in rows if r.threads == t):
             mb = f"{r.batch * r.channels * r.resolution**2 * 4 / 1e6:.0f}"
             table.rows.append([_shape(r), mb, r.module or r.op, r.variant or "", r.backend, _ms(r),
                                f"{r.gbps:.1f}" if r.gbps else "", f"{r.copy_fraction:.0%}" if r.copy_fraction else "",
-                               f"{r.passes:.2f}" if r.passes is not None else ""])  # fmt: skip
+                               f"{r.passes:.2f}" if r.passes is not None else "", _faults(r)])  # fmt: skip
         out.append(table)
     return out
+
+
+def _faults(r: Record | None) -> str:
+    return f"{r.faults_per_call:,.0f}" if r is not None and r.faults_per_call is not None else ""
 
 
 def _dispatch(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
@@ -299,10 +306,10 @@ def _network(rows: list[Record], comps: list[Comparison], backends: Sequence[str
     for t in _threads(rows):
         table = Table(f"network: timm ResNets (torch) and their NNX twins (JAX), {t} thread(s)",
                       ["network", "input", "step", "attention", "params (torch / jax)", *backends, "overhead vs none (per backend)",
-                       *[f"{b} / jax-jit" for b in _versus_jit(backends)]],
+                       *[f"{b} / jax-jit" for b in _versus_jit(backends)], f"faults/call ({' / '.join(backends)})"],
                       note="median ms per call; overhead = time with the block / time without it - 1, from paired rounds, 95% CI; "
                            "step: forward = inference in eval mode, train = forward in train mode, loss sum(logits * cot), "
-                           "gradients to the input and every parameter")  # fmt: skip
+                           "gradients to the input and every parameter; faults/call: " + FAULTS)  # fmt: skip
         keys = dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t)
         for net, point, workload, module in keys:
             sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
@@ -318,7 +325,8 @@ def _network(rows: list[Record], comps: list[Comparison], backends: Sequence[str
                                       workload=workload, threads=t, batch=point[0], resolution=point[2]))
                       for o in _versus_jit(backends)]  # fmt: skip
             table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module, " / ".join(params),
-                               *[_ms(idx.get(b)) for b in backends], "; ".join(overhead), *ratios])  # fmt: skip
+                               *[_ms(idx.get(b)) for b in backends], "; ".join(overhead), *ratios,
+                               " / ".join(_faults(idx.get(b)) or "-" for b in backends)])  # fmt: skip
         out.append(table)
     return out
 
@@ -398,6 +406,7 @@ def findings(records: list[Record], comparisons: list[Comparison], copy_gbps: di
                    f"{len(SUM_OF_PARTS[c.module])} parts timed alone.")  # fmt: skip
     out += _train_findings(records, comparisons)
     out += _network_findings(comparisons)
+    out += _fault_findings(records)
     kernels = {(r.module, r.backend): r.kernels for r in records if r.suite == "fusion" and r.kernels is not None}
     for backend in dict.fromkeys(b for _, b in kernels):
         counts = [k for (m, b), k in kernels.items() if b == backend]
@@ -485,6 +494,20 @@ def _network_findings(comparisons: list[Comparison]) -> list[str]:
         if speed:
             text += " torch-eager / jax-jit: " + ", ".join(speed) + "."
         out.append(text)
+    return out
+
+
+def _fault_findings(records: list[Record]) -> list[str]:
+    """Per network, what its heaviest step maps in afresh per call on each backend."""
+    out = []
+    for net in dict.fromkeys(r.network for r in records if r.suite == "network" and r.faults_per_call is not None):
+        mine = [r for r in records if r.network == net and r.module == "none" and r.faults_per_call is not None]
+        if not mine:
+            continue
+        top = max(mine, key=lambda r: (r.workload == "train", r.batch, -(r.threads or 0)))
+        cells = [f"{r.backend} {_faults(r)}" for r in mine if (r.workload, r.batch, r.threads) == (top.workload, top.batch, top.threads)]
+        out.append(f"Minor page faults per call, {net} {top.workload} at ({top.batch}, 3, {top.resolution}, {top.resolution}), "
+                   f"{top.threads} thread(s), no attention: " + ", ".join(cells) + f" ({FAULTS}).")  # fmt: skip
     return out
 
 

@@ -135,6 +135,8 @@ def merge_sessions(results: list[PointResult], point: Point, threads: int | None
         record.median_ms, record.p10_ms, record.p90_ms = (float(np.percentile(calls, q)) for q in (50, 10, 90))
         record.rounds, record.repeat = int(rounds.size), sum(r.repeat or 0 for r in records_of)
         record.load = float(np.mean(loads)) if loads else None
+        faults = [r.faults_per_call for r in records_of if r.faults_per_call is not None]
+        record.faults_per_call = float(np.median(faults)) if faults else None
         record.spread = stats.spread(rounds)
         record.flag = stats.stability(rounds[:, None], load=record.load)
         if record.check_eps is not None:
@@ -378,6 +380,8 @@ class Runner:
                 float(np.percentile(samples[lane], q)) for q in (50, 10, 90)
             )
             record.repeat, record.rounds, record.load = timing.repeat, timing.rounds, load.share
+            if timing.faults_per_call is not None:
+                record.faults_per_call = timing.faults_per_call / work.per_call
             record.spread = stats.spread(stats.round_medians(samples[lane]))
             record.flag = stats.stability(samples[lane], load=load.share)
             if work.bytes is not None:

@@ -80,6 +80,7 @@ class Record:
     copy_fraction: float | None = None
     saved_bytes: int | None = None
     saved_input_bytes: int | None = None
+    faults_per_call: float | None = None
     compile_s: float | None = None
     check_eps: float | None = None
     status: str = "ok"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Timing", "Timed", "Schedule", "OtherLoad", "measure", "measure_many", "ROUNDS"]
+__all__ = ["Timing", "Timed", "Schedule", "OtherLoad", "measure", "measure_many", "minor_faults", "ROUNDS"]
 
 ROUNDS = 20
 
@@ -30,6 +30,8 @@ class Timing:
 
     Attributes:
       samples_ms: ``(rounds, calls)`` latencies.
+      faults: ``(rounds, calls)`` minor page faults of the process during each call (memory the
+        OS maps in on first touch, 4 KiB a fault), or ``None`` where the OS does not count them.
 
     >>> t = Timing(np.array([[1.0, 2.0], [3.0, 4.0]]))
     >>> t.median_ms, t.repeat, t.rounds
@@ -37,6 +39,12 @@ class Timing:
     """
 
     samples_ms: np.ndarray
+    faults: np.ndarray | None = None
+
+    @property
+    def faults_per_call(self) -> float | None:
+        """The median call's minor page faults."""
+        return None if self.faults is None else float(np.median(self.faults))
 
     @property
     def median_ms(self) -> float:
@@ -121,13 +129,26 @@ class Schedule:
         return cls(warmup=warmup, rounds=repeat // calls, calls=calls)
 
 
-def _call(timed: Timed) -> float:
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (every thread), or ``None`` off Unix."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _call(timed: Timed) -> tuple[float, int | None]:
+    """One call's seconds and the minor page faults taken while it ran (read outside the timed span)."""
     arg = timed.setup() if timed.setup else None
     timed.sync(arg)
+    before = minor_faults()
     start = time.perf_counter()
     out = timed.run(arg)
     timed.sync(out)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = minor_faults()
+    return elapsed, None if before is None or after is None else after - before
 
 
 def measure_many(
@@ -164,13 +185,14 @@ def measure_many(
     """
     calls = {}
     for name, timed in items.items():
-        fastest = min(_call(timed) for _ in range(max(schedule.warmup, 1)))
+        fastest = min(_call(timed)[0] for _ in range(max(schedule.warmup, 1)))
         wanted = schedule.round_s / fastest if fastest > 0 else schedule.max_calls
         calls[name] = schedule.calls or max(1, min(schedule.max_calls, int(wanted)))
     groups: dict[Hashable, list[Hashable]] = {}
     for name in items:
         groups.setdefault(group(name) if group else None, []).append(name)
     rows: dict[Hashable, list[list[float]]] = {name: [] for name in items}
+    faults: dict[Hashable, list[list[float]]] = {name: [] for name in items}
     rng = np.random.default_rng(seed)
     keys = list(groups)
     most = max(schedule.rounds, schedule.max_rounds or 0)
@@ -185,11 +207,16 @@ def measure_many(
             between_rounds()
         for name in items:
             rows[name].append([])
+            faults[name].append([])
         for g in rng.permutation(len(keys)):
             turns = [m for m in groups[keys[g]] for _ in range(calls[m])]
             for i in rng.permutation(len(turns)):
-                rows[turns[i]][-1].append(_call(items[turns[i]]) * 1e3)
-    return {name: Timing(samples) for name, samples in _samples(rows).items()}
+                seconds, faulted = _call(items[turns[i]])
+                rows[turns[i]][-1].append(seconds * 1e3)
+                faults[turns[i]][-1].append(np.nan if faulted is None else faulted)
+    counted = _samples(faults)
+    return {name: Timing(samples, None if np.isnan(counted[name]).any() else counted[name])
+            for name, samples in _samples(rows).items()}  # fmt: skip
 
 
 def _samples(rows: dict[Hashable, list[list[float]]]) -> dict[Hashable, np.ndarray]:

@@ -26,7 +26,7 @@ from bench.fusion import dispatched_ops, hlo_entry_opcodes, hlo_kernel_count, in
 from bench.runner import Runner
 from bench.suites import Comparison, Lane, Point, Record, Settings, lanes
 from bench.threads import Options, Pools, cpus, parse_threads
-from bench.timing import Schedule, Timed, measure, measure_many
+from bench.timing import Schedule, Timed, measure, measure_many, minor_faults
 from bench.workloads import LOOP, MIN_TRAFFIC
 
 DEVICE = resolve_device("cpu")[0]
@@ -67,6 +67,16 @@ def test_interleaving_gives_every_item_its_calls_and_setup_is_untimed():
 
     timings = measure_many({"a": item("a"), "b": item("b")}, Schedule.fixed(warmup=1, repeat=10, rounds=5))
     assert calls == {"a": 11, "b": 11} and timings["a"].repeat == timings["b"].repeat == 10
+
+
+@pytest.mark.skipif(minor_faults() is None, reason="the OS does not count page faults")
+def test_a_call_that_maps_fresh_memory_counts_its_page_faults_and_one_that_does_not_none():
+    fresh = 64 << 20  # above glibc's largest mmap threshold: mapped afresh and touched every call
+    items = {"fresh": Timed(lambda _: np.ones(fresh // 8), lambda _: None), "none": Timed(lambda _: None, lambda _: None)}
+    timings = measure_many(items, Schedule.fixed(warmup=2, repeat=6, rounds=3))
+    assert timings["fresh"].faults.shape == timings["fresh"].samples_ms.shape
+    assert timings["fresh"].faults_per_call >= fresh / (2 << 20)  # one fault per page; with huge pages, per 2 MiB
+    assert timings["none"].faults_per_call == 0
 
 
 def test_groups_take_turns_in_blocks_and_their_members_interleave():
@@ -234,6 +244,13 @@ def test_a_network_block_is_compared_with_the_same_network_without_one():
     overhead = {c.backend: c for c in result.comparisons if c.kind == "module"}
     assert set(overhead) == {"torch-eager", "jax-jit"}
     assert all((c.numerator, c.denominator, c.network, c.num_basis) == ("AffinePRCM", "none", "resnet18", None) for c in overhead.values())
+    if minor_faults() is not None:
+        assert all(r.faults_per_call >= 0 for r in records.values())
+        table = report.tables(result.records, result.comparisons, ("torch-eager", "jax-jit"))[0]
+        assert table.headers[-1] == "faults/call (torch-eager / jax-jit)" and all(" / " in row[-1] for row in table.rows)
+        finding = report.findings(result.records, result.comparisons, {})
+        assert any(f.startswith("Minor page faults per call, resnet18 forward at (2, 3, 32, 32), 1 thread(s), no attention: "
+                                "torch-eager ") for f in finding)  # fmt: skip
 
 
 
