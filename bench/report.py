@@ -27,7 +27,7 @@ SWEEPS = {"channels": "channels", "resolution": "resolution", "num_basis": "num_
 FLAGS_SHOWN = 25
 T = TypeVar("T", Record, Comparison)
 #: What the ``faults/call`` columns count.
-FAULTS = ("minor page faults of the process per call, median (memory the OS maps in on first touch, 4 KiB a fault "
+FAULTS = ("minor page faults of the process per timed call, median (a chain of blocks counts once; memory the OS maps in on first touch, 4 KiB a fault "
           "without huge pages: an output or temporary above glibc's 32 MiB mmap threshold is mapped afresh every call)")
 #: The point the issue's training targets are stated at.
 TRAIN_POINT = (8, 64, 56)
@@ -442,7 +442,7 @@ def _train_findings(records: list[Record], comparisons: list[Comparison]) -> lis
                 if not (eager or compiled):
                     continue
                 parts = []
-                lane = dict(suite=suite, module=module, threads=t, batch=b, channels=c, resolution=res)
+                lane = dict(suite=suite, module=module, threads=t, batch=b, channels=c, resolution=res, status="ok")
                 mine_jax = _find(records, backend="jax-jit", **lane)
                 for ratio, target, name in ((eager, 3.0, "torch-eager"), (compiled, 2.0, "torch-compile")):
                     if ratio:
@@ -500,12 +500,14 @@ def _network_findings(comparisons: list[Comparison]) -> list[str]:
 def _fault_findings(records: list[Record]) -> list[str]:
     """Per network, what its heaviest step maps in afresh per call on each backend."""
     out = []
-    for net in dict.fromkeys(r.network for r in records if r.suite == "network" and r.faults_per_call is not None):
-        mine = [r for r in records if r.network == net and r.module == "none" and r.faults_per_call is not None]
+    timed = [r for r in records if r.suite == "network" and r.faults_per_call is not None]
+    for net in dict.fromkeys(r.network for r in timed):
+        mine = [r for r in timed if r.network == net and r.module == "none"]
         if not mine:
             continue
-        top = max(mine, key=lambda r: (r.workload == "train", r.batch, -(r.threads or 0)))
-        cells = [f"{r.backend} {_faults(r)}" for r in mine if (r.workload, r.batch, r.threads) == (top.workload, top.batch, top.threads)]
+        top = max(mine, key=lambda r: (r.workload == "train", r.batch * r.resolution**2, -(r.threads or 0)))
+        where = lambda r: (r.workload, r.batch, r.resolution, r.threads)  # noqa: E731
+        cells = [f"{r.backend} {_faults(r)}" for r in mine if where(r) == where(top)]
         out.append(f"Minor page faults per call, {net} {top.workload} at ({top.batch}, 3, {top.resolution}, {top.resolution}), "
                    f"{top.threads} thread(s), no attention: " + ", ".join(cells) + f" ({FAULTS}).")  # fmt: skip
     return out

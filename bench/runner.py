@@ -380,8 +380,7 @@ class Runner:
                 float(np.percentile(samples[lane], q)) for q in (50, 10, 90)
             )
             record.repeat, record.rounds, record.load = timing.repeat, timing.rounds, load.share
-            if timing.faults_per_call is not None:
-                record.faults_per_call = timing.faults_per_call / work.per_call
+            record.faults_per_call = timing.faults_per_call  # per timed call (a chain of blocks counts once)
             record.spread = stats.spread(stats.round_medians(samples[lane]))
             record.flag = stats.stability(samples[lane], load=load.share)
             if work.bytes is not None:

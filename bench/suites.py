@@ -32,8 +32,9 @@ QUICK_ONE_SETTING = {"roofline": "most", "dispatch": "most", "network": "fewest"
 #: Suites whose points get the longer time cap: the answers the bench is run for.
 HEADLINE = frozenset({"latency", "train", "backward"})
 #: The full run's networks: attention blocks and backends (eager JAX takes about a second per
-#: ResNet-18 call at 224 x 224; torch.compile of a ResNet-50 about 30 s forward and 65 s for a
-#: training step on 2 cores, so resnet50 times the plain network and AffinePRCM, the seed's question).
+#: ResNet-18 call at 224 x 224; torch.compile of a ResNet-50 takes 30 s forward and 65 s for a
+#: training step on 2 cores with a cold cache, 11-16 s and 34-58 s in a run, so resnet50 times the
+#: plain network and AffinePRCM, the seed's question).
 NETWORKS = (
     ("resnet18", ("none", "se", "PRCM", "AffinePRCM"), ("torch-eager", "torch-compile", "jax-jit")),
     ("resnet50", ("none", "AffinePRCM"), ("torch-eager", "torch-compile", "jax-jit")),

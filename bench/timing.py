@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:  # not Unix: no page-fault counts
+    resource = None
+
 __all__ = ["Timing", "Timed", "Schedule", "OtherLoad", "measure", "measure_many", "minor_faults", "ROUNDS"]
 
 ROUNDS = 20
@@ -131,9 +136,7 @@ class Schedule:
 
 def minor_faults() -> int | None:
     """Minor page faults of this process so far (every thread), or ``None`` off Unix."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
