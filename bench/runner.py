@@ -29,6 +29,7 @@ from bench.timing import OtherLoad, Timed, measure_many
 from bench.workloads import Arrays, Workload, build, inputs, network_unavailable
 from parity.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
+from prcm.cli import error_line
 
 __all__ = ["Runner", "PointResult", "BACKEND_PAIRS", "SUM_OF_PARTS", "pairs", "compare", "merge_sessions", "threads_comparisons",
            "param_records"]  # fmt: skip
@@ -353,7 +354,7 @@ class Runner:
                 error = normwise_error_in_eps if work.normwise else error_in_eps
                 record.check_eps = max(error(g, w, EPS32) for g, w in zip(got, want, strict=True))
             except Exception as err:  # one failing lane must not stop the study
-                record.status, record.reason = "error", f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
+                record.status, record.reason = "error", error_line(err, limit=300)
                 continue
             if record.check_eps <= work.tolerance:
                 runnables[lane] = runnable

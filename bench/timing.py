@@ -195,7 +195,7 @@ def measure_many(
     for name in items:
         groups.setdefault(group(name) if group else None, []).append(name)
     rows: dict[Hashable, list[list[float]]] = {name: [] for name in items}
-    faults: dict[Hashable, list[list[float]]] = {name: [] for name in items}
+    faults: dict[Hashable, list[list[int | None]]] = {name: [] for name in items}
     rng = np.random.default_rng(seed)
     keys = list(groups)
     most = max(schedule.rounds, schedule.max_rounds or 0)
@@ -216,13 +216,12 @@ def measure_many(
             for i in rng.permutation(len(turns)):
                 seconds, faulted = _call(items[turns[i]])
                 rows[turns[i]][-1].append(seconds * 1e3)
-                faults[turns[i]][-1].append(np.nan if faulted is None else faulted)
-    counted = _samples(faults)
-    return {name: Timing(samples, None if np.isnan(counted[name]).any() else counted[name])
-            for name, samples in _samples(rows).items()}  # fmt: skip
+                faults[turns[i]][-1].append(faulted)
+    counted = _samples(faults) if resource is not None else {}
+    return {name: Timing(samples, counted.get(name)) for name, samples in _samples(rows).items()}
 
 
-def _samples(rows: dict[Hashable, list[list[float]]]) -> dict[Hashable, np.ndarray]:
+def _samples(rows: dict[Hashable, list[list[Any]]]) -> dict[Hashable, np.ndarray]:
     return {name: np.asarray(r, dtype=np.float64) for name, r in rows.items()}
 
 

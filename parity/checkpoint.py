@@ -16,6 +16,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from prcm.cli import error_line
+
 __all__ = ["CheckpointError", "TorchSource", "load_state_dict", "PICKLE_SUFFIXES", "SAFETENSORS_SUFFIXES"]
 
 TorchSource = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike
@@ -61,7 +63,7 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path}: could not be read as a PyTorch state_dict with weights_only=True "
                 f"(a pickle that needs code to load is refused; a truncated or foreign file fails): "
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                + error_line(err)
             ) from err
         return _check_flat(state, str(path))
     raise CheckpointError(

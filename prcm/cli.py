@@ -10,10 +10,24 @@ import argparse
 import importlib
 from collections.abc import Callable, Sequence
 
-__all__ = ["comma_choices", "at_least", "unavailable", "INSTALL"]
+__all__ = ["comma_choices", "at_least", "unavailable", "error_line", "INSTALL"]
 
 #: How to get the optional dependencies, for messages (the README's install line).
 INSTALL = 'pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test,bench]"'
+
+
+def error_line(err: BaseException, limit: int | None = None) -> str:
+    """An error in one line for a message: its type and the first line of its text, cut to
+    ``limit`` characters.
+
+    Args:
+      err: the exception.
+      limit: the most characters of its text (``None``: the whole first line).
+
+    >>> error_line(RuntimeError("operator torchvision::nms does not exist\\nmore"), limit=8)
+    'RuntimeError: operator'
+    """
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:limit]}"
 
 
 def unavailable(*modules: str) -> dict[str, str]:
@@ -34,7 +48,7 @@ def unavailable(*modules: str) -> dict[str, str]:
         try:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - any failure to import means the part cannot run
-            why[name] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            why[name] = error_line(err, limit=200)
     return why
 
 
