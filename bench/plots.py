@@ -3,9 +3,10 @@ and one marker and line style per module; facets where lines would overlap, the 
 outside the data, ratio panels drawn with their 95% interval as a band.
 
 * ``latency.png``: every backend against jax-jit per module at the seed point (ratio and CI).
-* ``sweep_<suite>.png``: latency vs the swept variable, AffinePRCM / PRCM per backend, and
-  each backend / jax-jit for PRCM, one column per thread setting.
-* ``train.png`` (ratios at every training point) and ``train_batch.png`` (the batch sweep).
+* ``sweep_<suite>.png`` and ``train_batch.png`` (the training step's batch sweep): per module,
+  latency vs the swept variable over each backend / jax-jit, then AffinePRCM / PRCM per
+  backend; one column per thread setting.
+* ``train.png``: each backend / jax-jit at every training point.
 * ``fusion.png``: kernels per call; ``roofline.png``: achieved GB/s against the copy.
 * ``network.png`` (each backend / jax-jit per ResNet, step and block) and
   ``network_overhead.png`` (each block's cost inside the network, per backend).
@@ -26,11 +27,11 @@ __all__ = ["COLORS", "STYLES", "write_plots"]
 #: One colour per backend (Okabe-Ito, readable by colour-blind readers).
 COLORS = {"torch-eager": "#0072B2", "torch-compile": "#E69F00", "jax-jit": "#009E73", "jax-eager": "#CC79A7"}
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
-_LINES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (5, 2)), (0, (2, 1)), (0, (5, 1, 1, 1)), (0, (1, 2)))
+_LINES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (2, 1)), (0, (5, 1, 1, 1)), (0, (1, 2)))
 #: One marker and line style per module of the catalog, in its order (and the copy reference).
 STYLES = {
     **{m: (_MARKERS[i % len(_MARKERS)], _LINES[i % len(_LINES)]) for i, m in enumerate(MODULES)},
-    "copy": ("x", (0, (1, 1))),
+    "copy": ("x", (0, (4, 4))),
 }
 
 
@@ -68,26 +69,42 @@ def _label(threads: int) -> str:
     return f"{threads} thread" + ("s" if threads != 1 else "")
 
 
-def _ratio_scale(ax: Any, axis: str = "y") -> None:
-    """A log axis for ratios, labelled 0.5x, 1x, 2x, ..."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+def _log_axis(ax: Any, axis: str, fmt: Callable[[float, Any], str]) -> None:
+    """A log axis ticked for the range drawn so far: even steps within a factor of four, 1-2-5
+    within a decade and a half, 1-3 up to three decades, decades beyond (labels that never run
+    together, and never fewer than two)."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    lo, hi = ax.dataLim.intervaly if axis == "y" else ax.dataLim.intervalx
+    decades = float(np.log10(hi / lo)) if 0 < lo < hi < np.inf else 3.0
+    if decades < 0.6:  # under a factor of four: evenly spaced values (1.2x, 1.4x, ...)
+        target.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 3 else (1.0,)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(FuncFormatter(fmt))
     target.set_minor_formatter(NullFormatter())
 
 
-def _ms_axis(ax: Any, label: str) -> None:
-    """A log y axis of milliseconds, plainly labelled."""
-    from matplotlib.ticker import NullFormatter
+def _ratio_scale(ax: Any, axis: str = "y") -> None:
+    """A log axis for ratios, labelled 0.5x, 1x, 2x, ... (call it after drawing)."""
+    _log_axis(ax, axis, lambda v, _: f"{v:g}x")
 
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_minor_formatter(NullFormatter())
+
+def _ms_axis(ax: Any, label: str) -> None:
+    """A log y axis of milliseconds, plainly labelled (call it after drawing)."""
+    _log_axis(ax, "y", lambda v, _: f"{v:g}")
     ax.set_ylabel(label, fontsize=8)
     ax.grid(True, alpha=0.3)
+
+
+def _finish(fig: Any, title: str) -> None:
+    """The figure's title above its panels (never over their titles), panels packed below it."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
 
 
 def _values_axis(ax: Any, values: Sequence[float]) -> None:
@@ -121,43 +138,56 @@ def _ratio_axis(ax: Any, ylabel: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _sweep(out: Path, suite: str, key: str, records: list[Record], comps: list[Comparison]) -> Path | None:
+def _facets(path: Path, title: str, key: str, xlabel: str, records: list[Record], comps: list[Comparison]) -> Path | None:
+    """A sweep, one column per thread setting; for each module a latency panel (one line per
+    backend) over its backend / jax-jit ratios, then AffinePRCM / PRCM per backend; ratios with
+    their 95% interval as a band, hollow markers where not significant."""
     plt = _pyplot()
-    rows = [r for r in records if r.suite == suite]
-    threads = _threads(rows)
-    if not rows or not threads:
+    threads = _threads(records)
+    modules = list(dict.fromkeys(r.module for r in records))
+    affine = [c for c in comps if c.kind == "module" and c.numerator == "AffinePRCM" and c.denominator == "PRCM"]
+    if len({getattr(r, key) for r in records}) < 2 or not threads:
         return None
-    fig, axes = plt.subplots(3, len(threads), figsize=(4.6 * len(threads), 9), sharex=True, squeeze=False)
-    values = [getattr(r, key) for r in rows]
+    rows = [(m, kind) for m in modules for kind in ("ms", "ratio")] + ([("AffinePRCM", "module")] if affine else [])
+    fig, axes = plt.subplots(len(rows), len(threads), figsize=(4.6 * len(threads), 2.1 * len(rows) + 0.6), sharex=True,
+                             squeeze=False)  # fmt: skip
+    along = lambda xs: sorted(xs, key=lambda x: getattr(x, key))  # noqa: E731
     for col, t in enumerate(threads):
-        top, mid, low = axes[0][col], axes[1][col], axes[2][col]
-        for module, backend in dict.fromkeys((r.module, r.backend) for r in rows if r.threads == t):
-            line = sorted((r for r in rows if (r.module, r.backend, r.threads) == (module, backend, t)), key=lambda r: getattr(r, key))
-            marker, linestyle = STYLES.get(module, ("o", "-"))
-            top.plot([getattr(r, key) for r in line], [r.median_ms for r in line], color=COLORS[backend], marker=marker,
-                     linestyle=linestyle, markersize=4)  # fmt: skip
-        top.set_title(_label(t))
-        _ms_axis(top, "median ms per call")
-        for backend in COLORS:
-            line = sorted((c for c in comps if c.kind == "module" and c.backend == backend and c.numerator == "AffinePRCM"
-                           and c.threads == t), key=lambda c: getattr(c, key))  # fmt: skip
-            if line:
-                _band(mid, [getattr(c, key) for c in line], line, COLORS[backend], STYLES["AffinePRCM"])
-        _ratio_axis(mid, "AffinePRCM / PRCM, same backend")
-        for backend in (b for b in COLORS if b != "jax-jit"):
-            line = sorted((c for c in comps if c.kind == "backend" and c.module == "PRCM" and c.numerator == backend
-                           and c.denominator == "jax-jit" and c.threads == t), key=lambda c: getattr(c, key))  # fmt: skip
-            if line:
-                _band(low, [getattr(c, key) for c in line], line, COLORS[backend], STYLES["PRCM"])
-        _ratio_axis(low, "backend / jax-jit, PRCM")
-        _ratio_scale(low)
-        low.set_xlabel(key)
-        _values_axis(low, values)
-    fig.suptitle(f"{suite} sweep ({rows[0].device}): latency, then ratios with 95% CI bands; hollow markers: not significant",
-                 fontsize=10)  # fmt: skip
-    fig.tight_layout()
-    modules = list(dict.fromkeys(r.module for r in rows))
-    return _save(fig, out / f"sweep_{suite}.png", _legend([r.backend for r in rows], modules))
+        for row, (module, kind) in enumerate(rows):
+            ax = axes[row][col]
+            for backend in COLORS:
+                if kind == "ms":
+                    line = along(r for r in records if (r.module, r.backend, r.threads) == (module, backend, t))
+                    marker, linestyle = STYLES[module]
+                    ax.plot([getattr(r, key) for r in line], [r.median_ms for r in line], color=COLORS[backend],
+                            marker=marker, linestyle=linestyle, markersize=4)  # fmt: skip
+                    continue
+                pool = affine if kind == "module" else [c for c in comps if c.kind == "backend" and c.module == module]
+                line = along(c for c in pool if c.threads == t and c.denominator == "jax-jit" and backend != "jax-jit"
+                             and (c.numerator == backend or (kind == "module" and c.backend == backend)))  # fmt: skip
+                if kind == "module":
+                    line = along(c for c in affine if c.threads == t and c.backend == backend)
+                if line:
+                    _band(ax, [getattr(c, key) for c in line], line, COLORS[backend], STYLES[module])
+            if kind == "ms":
+                _ms_axis(ax, f"{module}\nmedian ms")
+            else:
+                _ratio_axis(ax, f"{module}\neach backend / jax-jit" if kind == "ratio" else "AffinePRCM / PRCM\nsame backend")
+                _ratio_scale(ax)
+            if row == 0:
+                ax.set_title(_label(t))
+        axes[-1][col].set_xlabel(xlabel)
+        _values_axis(axes[-1][col], [getattr(r, key) for r in records])
+    _finish(fig, title + "; hollow markers: not significant")
+    return _save(fig, path, _legend([r.backend for r in records], modules))
+
+
+def _sweep(out: Path, suite: str, key: str, records: list[Record], comps: list[Comparison]) -> Path | None:
+    rows = [r for r in records if r.suite == suite]
+    if not rows:
+        return None
+    return _facets(out / f"sweep_{suite}.png", f"{suite} sweep ({rows[0].device}): latency per module, ratios with 95% CI bands",
+                   key, key, rows, comps)  # fmt: skip
 
 
 def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comparison], str], series: list[str],
@@ -166,7 +196,7 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
     thread setting; hollow where not significant."""
     plt = _pyplot()
     threads = _threads(comps)
-    fig, axes = plt.subplots(1, len(threads), figsize=(4.8 * len(threads), 0.22 * len(rows) * len(series) + 1.8),
+    fig, axes = plt.subplots(1, len(threads), figsize=(4.8 * len(threads), 0.16 * len(rows) * len(series) + 1.8),
                              sharey=True, sharex=True, squeeze=False)  # fmt: skip
     step = 0.7 / max(len(series), 1)
     for col, t in enumerate(threads):
@@ -200,41 +230,15 @@ def _forest(out: Path, name: str, title: str, comps: list[Comparison], label: An
                             lambda r: r, "time / jax-jit's (95% CI); right of 1x: jax-jit faster")  # fmt: skip
     for ax in axes[0]:
         _ratio_scale(ax, "x")
-    fig.suptitle(title + "; hollow markers: not significant", fontsize=10)
-    fig.tight_layout()
+    _finish(fig, title + "; hollow markers: not significant")
     return _save(fig, out / name, {f"{b} / jax-jit": h for b, h in _legend(backends, []).items()})
 
 
 def _train_batch(out: Path, records: list[Record], comps: list[Comparison]) -> Path | None:
-    plt = _pyplot()
-    rows = [r for r in records if r.suite == "train" and r.module and r.resolution == 56 and r.channels == 64]
-    if len({r.batch for r in rows}) < 2:
-        return None
-    threads = _threads(rows)
-    fig, axes = plt.subplots(2, len(threads), figsize=(4.6 * len(threads), 6.5), sharex=True, squeeze=False)
-    for col, t in enumerate(threads):
-        top, low = axes[0][col], axes[1][col]
-        for module, backend in dict.fromkeys((r.module, r.backend) for r in rows if r.threads == t):
-            line = sorted((r for r in rows if (r.module, r.backend, r.threads) == (module, backend, t)), key=lambda r: r.batch)
-            marker, linestyle = STYLES[module]
-            top.plot([r.batch for r in line], [r.median_ms for r in line], color=COLORS[backend], marker=marker,
-                     linestyle=linestyle, markersize=4)  # fmt: skip
-        top.set_title(_label(t))
-        _ms_axis(top, "training step, median ms")
-        for module in dict.fromkeys(r.module for r in rows):
-            for backend in (b for b in COLORS if b != "jax-jit"):
-                line = sorted((c for c in comps if c.suite == "train" and c.kind == "backend" and c.module == module
-                               and c.numerator == backend and c.denominator == "jax-jit" and c.threads == t
-                               and c.resolution == 56 and c.channels == 64), key=lambda c: c.batch)  # fmt: skip
-                if line:
-                    _band(low, [c.batch for c in line], line, COLORS[backend], STYLES[module])
-        _ratio_axis(low, "step time / jax-jit's")
-        _ratio_scale(low)
-        low.set_xlabel("batch (64 x 56 x 56)")
-        _values_axis(low, [r.batch for r in rows])
-    fig.suptitle("train: one training step vs batch, then each backend / jax-jit with 95% CI bands", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, out / "train_batch.png", _legend([r.backend for r in rows], [r.module for r in rows]))
+    at = lambda x: x.suite == "train" and x.resolution == 56 and x.channels == 64  # noqa: E731
+    rows = [r for r in records if at(r) and r.module]
+    return _facets(out / "train_batch.png", "train: one training step vs batch (64 x 56 x 56), ratios with 95% CI bands",
+                   "batch", "batch (64 x 56 x 56)", rows, [c for c in comps if at(c)])  # fmt: skip
 
 
 def _fusion(out: Path, records: list[Record]) -> Path | None:
@@ -287,8 +291,7 @@ def _roofline(out: Path, records: list[Record]) -> Path | None:
                 ax.set_ylabel("fraction of copy bandwidth\n(against the minimum traffic)", fontsize=8)
             if row == len(threads) - 1:
                 ax.set_xlabel("input size (MB)")
-    fig.suptitle("roofline: achieved bandwidth / the machine's copy (read + write) at the same size", fontsize=10)
-    fig.tight_layout()
+    _finish(fig, "roofline: achieved bandwidth / the machine's copy (read + write) at the same size")
     return _save(fig, out / "roofline.png", _legend([r.backend for r in roof], [r.module for r in roof]))
 
 
@@ -300,8 +303,7 @@ def _overhead(out: Path, comps: list[Comparison]) -> Path | None:
     backends = [b for b in COLORS if any(c.backend == b for c in comps)]
     fig, _ = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, backends, lambda c: c.backend,
                          lambda r: (r - 1) * 100, "time with the block / without, - 1 (%, 95% CI)")  # fmt: skip
-    fig.suptitle("what an attention block costs inside a ResNet; hollow markers: not significant", fontsize=10)
-    fig.tight_layout()
+    _finish(fig, "what an attention block costs inside a ResNet; hollow markers: not significant")
     return _save(fig, out / "network_overhead.png", _legend(backends, []))
 
 

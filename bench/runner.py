@@ -31,8 +31,8 @@ from parity.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
 from prcm.cli import error_line
 
-__all__ = ["Runner", "PointResult", "BACKEND_PAIRS", "SUM_OF_PARTS", "pairs", "compare", "merge_sessions", "threads_comparisons",
-           "param_records"]  # fmt: skip
+__all__ = ["Runner", "PointResult", "BACKEND_PAIRS", "SUM_OF_PARTS", "pairs", "compare", "comparisons", "merge_sessions",
+           "threads_comparisons", "param_records"]  # fmt: skip
 
 #: Backend comparisons, numerator / denominator: what each backend costs against jax-jit,
 #: what Inductor buys over eager torch, and what the framework costs eagerly.
@@ -99,6 +99,21 @@ def compare(kind: str, samples: dict[Lane, np.ndarray], num: Lane, den: tuple[La
     return stats.paired_ratio(samples[num], total, **kw)
 
 
+def comparisons(point: Point, samples: dict[Lane, np.ndarray], threads: int | None,
+                sessions: dict[Lane, np.ndarray] | None = None) -> list[Comparison]:
+    """Every ratio :func:`pairs` names for a point's timings, with its interval.
+
+    Args:
+      point: the point the lanes were timed at.
+      samples: each lane's ``(rounds, calls)`` timings, rounds aligned across lanes.
+      threads: the thread setting, carried into each comparison.
+      sessions: for a point timed in several processes, each lane's process per round.
+    """
+    sessions = sessions or {}
+    return [_comparison(point, kind, num, den, compare(kind, samples, num, den, sessions=sessions.get(num)), threads)
+            for kind, num, den in pairs(point, samples)]  # fmt: skip
+
+
 def _comparison(point: Point, kind: str, num: Lane, den: tuple[Lane, ...], ratio: stats.Ratio, threads: int | None) -> Comparison:
     module = num.item if kind in ("backend", "path", "parts", "threads") else None
     backend = num.backend if kind in ("module", "parts", "path", "threads") else None
@@ -147,9 +162,7 @@ def merge_sessions(results: list[PointResult], point: Point, threads: int | None
         records.append(record)
         samples[lane] = rounds[:, None]
         sessions[lane] = np.concatenate([np.full(run.shape[0], k) for k, run in enumerate(runs)])
-    comparisons = [_comparison(point, kind, num, den, compare(kind, samples, num, den, sessions=sessions[num]), threads)
-                   for kind, num, den in pairs(point, samples)]  # fmt: skip
-    return PointResult(records, comparisons, samples, results[0].lanes, sessions)
+    return PointResult(records, comparisons(point, samples, threads, sessions), samples, results[0].lanes, sessions)
 
 
 def threads_comparisons(results: dict[int, PointResult], point: Point) -> list[Comparison]:
@@ -297,11 +310,7 @@ class Runner:
             return None
         records = [dataclasses.replace(h[0], suite=point.suite) for h in hits]
         samples = {lane: h[1] for lane, h in zip(todo, hits) if h[1] is not None}
-        return PointResult(records, self._comparisons(point, samples) if compare else [], samples, list(todo))
-
-    def _comparisons(self, point: Point, samples: dict[Lane, np.ndarray]) -> list[Comparison]:
-        return [_comparison(point, kind, num, den, compare(kind, samples, num, den), self.threads)
-                for kind, num, den in pairs(point, samples)]  # fmt: skip
+        return PointResult(records, comparisons(point, samples, self.threads) if compare else [], samples, list(todo))
 
     def _stop(self, point: Point, timed: Iterable[Lane]) -> Callable[[dict[Lane, np.ndarray]], bool]:
         planned = pairs(point, timed)
@@ -393,8 +402,8 @@ class Runner:
         works.clear()
         runnables.clear()
         _release_compiled()
-        comparisons = self._comparisons(point, samples) if compare else []
-        return PointResult(list(records.values()), comparisons, samples, list(records))
+        found = comparisons(point, samples, self.threads) if compare else []
+        return PointResult(list(records.values()), found, samples, list(records))
 
     def _prepare(self, lane: Lane, work: Workload) -> Runnable:
         if lane.path is not None:

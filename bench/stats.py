@@ -68,6 +68,8 @@ class Ratio:
     ('1.73x [1.65, 1.81]', True)
     >>> Ratio(1.01, 0.99, 1.03).significant
     False
+    >>> [(str(r), r.significant) for r in (Ratio(1.03, 1.0176, 1.04), Ratio(1.03, 1.0232, 1.03))]
+    [('1.03x [1.018, 1.04]', False), ('1.03x [1.023, 1.03]', True)]
     """
 
     value: float
@@ -86,7 +88,13 @@ class Ratio:
         return (self.hi - self.lo) / self.value
 
     def __str__(self) -> str:
-        return f"{self.value:.2f}x [{self.lo:.2f}, {self.hi:.2f}]"
+        return f"{self.value:.2f}x [{self._bound(self.lo)}, {self._bound(self.hi)}]"
+
+    def _bound(self, v: float) -> str:
+        """Two decimals, or three where two would round onto the noise threshold and hide
+        which side of it the bound lies (``[1.018, 1.04]`` is not significant, ``[1.023, ...]`` is)."""
+        near = min(abs(v - (1 + self.noise)), abs(v - 1 / (1 + self.noise)))
+        return f"{v:.3f}" if near < 0.005 else f"{v:.2f}"
 
 
 def round_medians(samples: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ they save, roofline arithmetic, comparisons and results.json, thread settings, r
 Nothing here asserts a speed: speed is what `python -m bench` measures.
 """
 
+import itertools
 import json
 import os
 import pathlib
@@ -202,29 +203,42 @@ def test_roofline_arithmetic_passes_and_copy_fraction():
     assert all(r.copy_fraction == pytest.approx(r.gbps / max(best.values())) for r in records)
 
 
+def _synthetic(factors: dict[Lane, float], rounds: int = 20, calls: int = 4, seed: int = 0) -> dict[Lane, np.ndarray]:
+    """Timings of lanes that take ``factor`` x a common time, every round slower or faster for
+    all lanes alike (drift the pairing must cancel), each call with 1% noise of its own."""
+    rng = np.random.default_rng(seed)
+    drift = rng.lognormal(0, 0.3, (rounds, 1))
+    return {lane: f * drift * rng.lognormal(0, 0.01, (rounds, calls)) for lane, f in factors.items()}
+
+
 def test_comparisons_schema_and_kinds():
-    result = Runner(DEVICE, ("torch-eager", "jax-jit", "jax-eager"), FAST, threads=1).run(
-        Point("latency", 1, 8, 8, 4, items=("PRCM", "AffinePRCM", "SEModule"))
-    )
-    found = [c.as_dict() for c in result.comparisons]
+    """The comparisons of a point, from synthetic timings (nothing real is timed): the issue's
+    fields, numerator time / denominator time, a known ratio inside its interval, a
+    no-difference pair not significant."""
+    point = Point("latency", 1, 8, 8, 4, items=("PRCM", "AffinePRCM", "SEModule"))
+    time = {"torch-eager": 1.5, "jax-jit": 1.0, "jax-eager": 6.0}  # backend's time, PRCM on jax-jit = 1
+    module = {"PRCM": 1.0, "AffinePRCM": 1.3, "SEModule": 1.1}  # module / PRCM, except on jax-jit (the same)
+    factors = {Lane(m, b): t * (1.0 if b == "jax-jit" else module[m]) for m in module for b, t in time.items()}
+    found = [c.as_dict() for c in runner.comparisons(point, _synthetic(factors), threads=1)]
     assert found and all(set(c) >= COMPARISON for c in found)
-    backend = [c for c in found if c["kind"] == "backend"]
-    module = [c for c in found if c["kind"] == "module"]
-    assert {(c["numerator"], c["denominator"]) for c in backend} == {
+    by_kind = {k: [c for c in found if c["kind"] == k] for k in ("backend", "module")}
+    assert len(found) == sum(map(len, by_kind.values()))
+    assert {(c["numerator"], c["denominator"]) for c in by_kind["backend"]} == {
         ("torch-eager", "jax-jit"), ("jax-eager", "jax-jit"), ("jax-eager", "torch-eager")
     }
-    assert all(c["module"] in ("PRCM", "AffinePRCM", "SEModule") and c["backend"] is None for c in backend)
-    assert {(c["numerator"], c["denominator"]) for c in module} == {("AffinePRCM", "PRCM"), ("SEModule", "PRCM")}
-    assert all(c["backend"] in ("torch-eager", "jax-jit", "jax-eager") and c["module"] is None for c in module)
+    assert all(c["module"] in module and c["backend"] is None for c in by_kind["backend"])
+    assert {(c["numerator"], c["denominator"]) for c in by_kind["module"]} == {("AffinePRCM", "PRCM"), ("SEModule", "PRCM")}
+    assert all(c["backend"] in time and c["module"] is None for c in by_kind["module"])
     for c in found:
         lo, hi = c["ci95"]
-        assert lo <= c["ratio"] <= hi and c["threads"] == 1 and isinstance(c["significant"], bool)
+        expected = (factors[Lane(c["module"], c["numerator"])] / factors[Lane(c["module"], c["denominator"])]
+                    if c["kind"] == "backend" else
+                    factors[Lane(c["numerator"], c["backend"])] / factors[Lane(c["denominator"], c["backend"])])  # fmt: skip
+        assert 0 < lo <= c["ratio"] <= hi < np.inf and c["threads"] == 1
+        assert lo <= expected <= hi and hi / lo < 1.05, c  # the drift cancels in the pairs
+        assert c["significant"] is (expected != 1.0)  # 1.1x and beyond is; the same time is not
         assert c["num_basis"] == (None if (c["module"] or c["numerator"]) == "SEModule" else 4)
         assert json.loads(json.dumps(c)) == c
-    ratio = next(c for c in backend if c["module"] == "PRCM" and c["numerator"] == "torch-eager")
-    samples = {lane.backend: s for lane, s in result.samples.items() if lane.item == "PRCM"}
-    per_round = np.median(samples["torch-eager"], axis=1) / np.median(samples["jax-jit"], axis=1)
-    assert ratio["ratio"] == pytest.approx(np.exp(np.median(np.log(per_round))))  # numerator time / denominator time
 
 
 @pytest.mark.parametrize("workload", ["train", "backward"])
@@ -353,6 +367,57 @@ def test_one_colour_per_backend_and_one_style_per_module():
     from prcm.catalog import MODULES
 
     assert set(MODULES) <= set(plots.STYLES) and len(set(map(str, plots.STYLES.values()))) == len(plots.STYLES)
+
+
+def _sweep_data() -> tuple[list[Record], list[Comparison]]:
+    """A batch sweep and training points at two thread settings, from synthetic timings."""
+    records, comps = [], []
+    time = {"torch-eager": 2.0, "torch-compile": 0.5, "jax-jit": 1.0, "jax-eager": 8.0}
+    for suite, batch, threads in itertools.product(("batch", "train"), (1, 2, 4, 8, 16, 32), (1, 2)):
+        point = Point(suite, batch, 64, 56 if suite == "train" else 64, 8, items=("PRCM", "AffinePRCM", "SEModule"),
+                      workload="train" if suite == "train" else "forward")  # fmt: skip
+        factors = {Lane(m, b): t * batch * (1.3 if m == "AffinePRCM" and b != "jax-jit" else 1.0)
+                   for m in point.items for b, t in time.items()}  # fmt: skip
+        comps += runner.comparisons(point, _synthetic(factors, seed=batch), threads)
+        records += [Record(suite, lane.backend, "cpu", module=lane.item, threads=threads, batch=batch, channels=64,
+                           resolution=point.resolution, num_basis=8, median_ms=0.05 * f) for lane, f in factors.items()]  # fmt: skip
+    return records, comps
+
+
+def test_figures_facet_modules_title_above_panels_and_label_every_axis(tmp_path, monkeypatch):
+    """Readable at a glance: a latency panel and a ratio panel per module in each sweep (at
+    most one line per backend), the figure's title clear of the panels' titles, and at least
+    two labelled ticks on every axis."""
+    figures = {}
+
+    def keep(fig, path, handles):
+        figures[path.name] = fig
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    records, comps = _sweep_data()
+    written = {p.name for p in plots.write_plots(tmp_path, records, comps)}
+    assert {"sweep_batch.png", "train_batch.png", "train.png"} <= written
+    for name in ("sweep_batch.png", "train_batch.png"):
+        axes = figures[name].axes
+        assert len(axes) == 7 * 2  # 3 modules x (ms, each backend / jax-jit) + AffinePRCM / PRCM, per thread setting
+        labels = [ax.get_ylabel() for ax in axes[::2]]
+        assert labels == [f"{m}\n{panel}" for m in ("PRCM", "AffinePRCM", "SEModule") for panel in ("median ms", "each backend / jax-jit")
+                          ] + ["AffinePRCM / PRCM\nsame backend"]  # fmt: skip
+        drawn = [[l for l in ax.get_lines() if len(l.get_xdata()) == 6 and l.get_linestyle() != "None"] for ax in axes]
+        assert all(len(lines) <= len(BACKENDS) for lines in drawn)  # hollow markers (n.s.) are drawn over a line
+    for name, fig in figures.items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        top = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes if ax.get_title())
+        assert fig.get_suptitle() and fig._suptitle.get_window_extent(renderer).y0 >= top, name
+        for ax in fig.axes:
+            for axis, limits in ((ax.yaxis, ax.get_ylim()), (ax.xaxis, ax.get_xlim())):
+                lo, hi = sorted(limits)
+                ticks = axis.get_major_ticks()
+                shown = [t.label1.get_text() for t in ticks if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.label1.get_text()]
+                hidden = not any(t.label1.get_visible() for t in ticks)  # a panel sharing its neighbour's labels
+                assert hidden or len(shown) >= 2, (name, ax.get_ylabel(), shown)
 
 
 @pytest.mark.parametrize("text,expected", [("1,all", SETTINGS), ("all", (len(cpus()),)), ("1", (1,)), ("1, 1", (1,))])
@@ -575,20 +640,29 @@ def test_sessions_merge_into_one_record_per_lane_and_two_stage_intervals():
     lanes_ = [Lane("PRCM", "torch-eager"), Lane("PRCM", "jax-jit")]
     rng = np.random.default_rng(0)
 
-    def session(slow: float) -> runner.PointResult:
-        b = rng.lognormal(0, 0.01, (20, 4))
-        samples = {lanes_[0]: 2.0 * slow * b * rng.lognormal(0, 0.01, (20, 4)), lanes_[1]: b}
+    def session(slow: float, seed: int) -> runner.PointResult:
+        samples = _synthetic({lanes_[0]: 2.0 * slow, lanes_[1]: 1.0}, seed=seed)
         records = [Record("latency", lane.backend, "cpu", module="PRCM", repeat=80, rounds=20, check_eps=1.0) for lane in lanes_]
         return runner.PointResult(records, [], samples, lanes_)
 
-    first, second = session(1.0), session(1.2)
+    def ratio(merged: runner.PointResult) -> Comparison:
+        (found,) = [c for c in merged.comparisons if c.kind == "backend"]
+        assert (found.numerator, found.denominator, found.threads) == ("torch-eager", "jax-jit", 1)
+        return found
+
+    first, second = session(1.0, 1), session(1.2, 2)
     merged = runner.merge_sessions([first, second], point, threads=1)
     assert [r.rounds for r in merged.records] == [40, 40] and [r.repeat for r in merged.records] == [160, 160]
-    (ratio,) = [c for c in merged.comparisons if c.kind == "backend"]
-    assert (ratio.numerator, ratio.denominator, ratio.threads) == ("torch-eager", "jax-jit", 1)
     alone = [stats.paired_ratio(s.samples[lanes_[0]], s.samples[lanes_[1]]) for s in (first, second)]
     assert alone[0].hi < alone[1].lo  # the processes disagree beyond their own intervals ...
-    assert ratio.ci95[0] <= alone[0].value and alone[1].value <= ratio.ci95[1]  # ... and the merged interval holds both
+    assert ratio(merged).ci95[0] <= alone[0].value and alone[1].value <= ratio(merged).ci95[1]  # ... the merged one holds both
+    # Sessions that agree: each round stays paired with its partner through the merge, so the
+    # rounds' common drift (30%) cancels and the interval is the pairs' own (1% noise).
+    agree = runner.merge_sessions([session(1.0, s) for s in (3, 4, 5)], point, threads=1)
+    together = {lane: np.concatenate([session(1.0, s).samples[lane] for s in (3, 4, 5)]) for lane in lanes_}
+    expected = stats.paired_ratio(*together.values(), sessions=np.repeat([0, 1, 2], 20))
+    assert ratio(agree).ci95 == pytest.approx([expected.lo, expected.hi]) and ratio(agree).ratio == pytest.approx(expected.value)
+    assert 1.98 < ratio(agree).ci95[0] and ratio(agree).ci95[1] < 2.02
 
 
 def test_a_lane_that_failed_in_one_session_keeps_its_reason():
