@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -170,9 +171,16 @@ def cases(
       modules, directions, modes, dtypes, shapes: what to sweep.
       per_row: take only this many shapes per row, rotating through ``shapes`` from one
         module x mode x dtype to the next so that a short sweep still covers every shape.
+
+    ``mean-path`` rows leave out shapes with one spatial position, where the gradient has no
+    part through the mean to compare.
+
+    >>> {c.shape for c in cases(modules=("PRCM",), directions=("torch->nnx",), modes=("mean-path",))} & {(1, 32, 1, 1)}
+    set()
     """
     for r, (module, mode, dtype) in enumerate(itertools.product(modules, modes, dtypes)):
-        picked = shapes if per_row is None else [shapes[(r * per_row + j) % len(shapes)] for j in range(per_row)]
+        row = tuple(s for s in shapes if mode != "mean-path" or math.prod(s[0][2:]) > 1) or shapes
+        picked = row if per_row is None else [row[(r * per_row + j) % len(row)] for j in range(per_row)]
         for direction in directions:  # the same shapes in every direction: they share compiled programs
             for shape, num_basis in picked:
                 yield Case(module, direction, mode, dtype, shape, num_basis)
@@ -327,6 +335,9 @@ def run_case(case: Case) -> Result:
         rate = torch_model.dropout_rate if twin.dropout else 0.0
         key = jax.random.key(case.seed + 2) if train else None
         keep = np.asarray(keep_mask(key, rate, (case.shape[0], case.num_basis))) if rate > 0 and train else None
+        while case.mode == "mean-path" and keep is not None and not keep.any(axis=1).all():
+            key = jax.random.fold_in(key, 1)  # a row whose mask drops every coefficient has no gradient through the mean
+            keep = np.asarray(keep_mask(key, rate, keep.shape))
 
         def mask(model: torch.nn.Module):
             return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()

@@ -173,7 +173,8 @@ def _match(
 ) -> tuple[dict[str, Rule], dict[str, str]]:
     """The torch keys a Flax leaf pairs with, and the keys its layer rule found on a torch layer of
     another kind (with why not). A key of the leaf's own name wins (a plain parameter, ``basis``);
-    otherwise the layer rule for its name applies, to layers of its kind (any, for a state_dict)."""
+    otherwise the layer rule for its name applies, to layers of its kind, and to layers whose kind
+    is not known: a user's own module (as ``MyLayerNorm`` holding ``weight``) or a state_dict."""
     name = str(leaf.path[-1])
     paths = _flax_candidates(leaf.path[:-1])
     by_name = Rule(name, name, leaf.collection)
@@ -184,7 +185,7 @@ def _match(
     found, wrong = {}, {}
     for key in (k for c in paths for k in index.get(c + (layer.torch,), ())):
         owner = owners.get(key.rpartition(".")[0])
-        if owner is None or isinstance(owner, layer.layers):
+        if owner is None or isinstance(owner, layer.layers) or not _is_builtin(owner):
             found[key] = layer
         else:
             wrong[key] = (f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
@@ -380,7 +381,7 @@ def _to_flax(
     out = {}
     for p, place in places.items():
         tensor, like = state[p.key], current[(p.leaf.collection, *p.leaf.path)]
-        value = jax.device_put(np.ascontiguousarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim))), place)
+        value = jax.device_put(np.asarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim)), order="C"), place)
         out[p.leaf] = like.replace_boxed(value) if isinstance(like, meta.AxisMetadata) else value
     return out
 
@@ -519,7 +520,7 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
         if key in pairs:
             p = pairs[key]
             value = np.asarray(_unboxed(values[(p.leaf.collection, *p.leaf.path)]))
-            out[key] = to_torch(np.ascontiguousarray(np.transpose(value, p.rule.torch_axes(value.ndim))))
+            out[key] = to_torch(np.asarray(np.transpose(value, p.rule.torch_axes(value.ndim)), order="C"))
         else:  # a torch-only buffer
             out[key] = torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)
     return out

@@ -45,6 +45,7 @@ from bench.timing import measure
 from parity.arrays import to_numpy
 from parity.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
+from prcm_jax.models import Modes
 
 __all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "channels_last", "train_torch", "train_step", "shard", "main"]
 
@@ -96,7 +97,7 @@ class TorchNet(nn.Module):
         return self.head(self.blocks[1](x).mean(dim=(2, 3)))
 
 
-class Block(nnx.Module):
+class Block(Modes):
     """conv 3x3 + BatchNorm + ReLU + recalibration, channels-last (the twin of :class:`TorchBlock`).
 
     BatchNorm mirrors torch: momentum 0.9 (torch's 0.1), eps 1e-5, two-pass variance.
@@ -118,7 +119,7 @@ class Block(nnx.Module):
         return x if self.recal is None else self.recal(x, rngs=rngs)
 
 
-class Net(nnx.Module):
+class Net(Modes):
     """The digits CNN in Flax NNX, ``(B, 8, 8, 1)`` -> ``(B, 10)`` logits.
 
     ``model.train()`` / ``model.eval()`` (or ``nnx.view``) switch BatchNorm and dropout

@@ -467,11 +467,11 @@ def test_target_weights_are_never_read():
 
 
 class _Scaled(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, shape=(4,)):
         super().__init__()
-        self.scale = torch.nn.Parameter(torch.randn(4))
+        self.scale = torch.nn.Parameter(torch.randn(shape))
         self.norm = torch.nn.LayerNorm(4)
-        self.register_buffer("running_scale", torch.randn(4))
+        self.register_buffer("running_scale", torch.randn(shape))
 
 
 class _Buffer(nnx.Variable):
@@ -479,10 +479,10 @@ class _Buffer(nnx.Variable):
 
 
 class _NnxScaled(nnx.Module):
-    def __init__(self, rngs):
-        self.scale = nnx.Param(jnp.zeros(4))
+    def __init__(self, rngs, shape=(4,)):
+        self.scale = nnx.Param(jnp.zeros(shape))
         self.norm = nnx.LayerNorm(4, rngs=rngs)
-        self.running_scale = _Buffer(jnp.zeros(4))
+        self.running_scale = _Buffer(jnp.zeros(shape))
 
 
 class _Raw(torch.nn.Module):
@@ -507,6 +507,25 @@ def test_raw_parameters_named_like_layer_leaves_pair_by_name(as_state_dict):
     _assert_identical(_state(source), _state(nnx_to_torch(model, _Raw())))
 
 
+class _MyLayerNorm(torch.nn.Module):
+    """A user's own norm layer (not a subclass of nn.LayerNorm), as in many model repositories."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(torch.randn(dim)), torch.nn.Parameter(torch.randn(dim))
+
+
+@pytest.mark.parametrize("as_state_dict", [False, True])
+def test_a_custom_torch_layer_takes_the_rule_of_its_flax_twin(as_state_dict):
+    source = torch.nn.Sequential(_MyLayerNorm(4))
+    twin = nnx.Sequential(nnx.LayerNorm(4, rngs=nnx.Rngs(0)))
+    model = torch_to_nnx(source.state_dict() if as_state_dict else source, twin)
+    np.testing.assert_array_equal(model.layers[0].scale[...], source[0].weight.detach().numpy())
+    _assert_identical(_state(source), _state(nnx_to_torch(model, torch.nn.Sequential(_MyLayerNorm(4)))))
+    with pytest.raises(ConversionError, match=r"belongs to nn.Linear but Flax 'layers/0/scale' is a 'scale'"):
+        torch_to_nnx(torch.nn.Sequential(torch.nn.Linear(4, 4)), twin)  # a built-in layer of another kind still is not
+
+
 def test_subclasses_of_param_follow_the_layer_rules():
     source = torch.nn.Linear(4, 3)
     model = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
@@ -515,14 +534,18 @@ def test_subclasses_of_param_follow_the_layer_rules():
     np.testing.assert_array_equal(model.kernel[...], source.weight.detach().numpy().T)
 
 
-def test_plain_parameters_and_custom_variables_convert_by_name():
-    source = _Scaled()
-    model = torch_to_nnx(source, _NnxScaled(nnx.Rngs(0)))
+@pytest.mark.parametrize("shape", [(), (4,)], ids=["0-d", "1-d"])
+def test_plain_parameters_and_custom_variables_convert_by_name(shape):
+    source = _Scaled(shape)
+    model = torch_to_nnx(source, _NnxScaled(nnx.Rngs(0), shape))
+    assert model.scale[...].shape == model.running_scale[...].shape == shape  # a 0-d value stays 0-d
     np.testing.assert_array_equal(model.scale[...], source.scale.detach().numpy())
     np.testing.assert_array_equal(model.running_scale[...], source.running_scale.numpy())
     np.testing.assert_array_equal(model.norm.scale[...], source.norm.weight.detach().numpy())
-    back = nnx_to_torch(model, _Scaled())
+    back = nnx_to_torch(model, _Scaled(shape))
     _assert_identical(_state(source), _state(back))
-    variables = torch_to_linen(source, {"params": {"scale": jnp.zeros(4), "norm": {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}},
-                                        "buffers": {"running_scale": jnp.zeros(4)}})  # fmt: skip
+    variables = torch_to_linen(source, {"params": {"scale": jnp.zeros(shape), "norm": {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}},
+                                        "buffers": {"running_scale": jnp.zeros(shape)}})  # fmt: skip
+    assert variables["params"]["scale"].shape == shape
     np.testing.assert_array_equal(variables["buffers"]["running_scale"], source.running_scale.numpy())
+    _assert_identical(_state(source), _state(linen_to_torch(variables, _Scaled(shape))))

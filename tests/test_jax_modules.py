@@ -76,8 +76,8 @@ def test_key_gives_keep_mask(name):
     _, model, _, _ = _twins(name)
     x = jax.random.normal(jax.random.key(1), (4, 5, 5, 16))
     key = jax.random.key(7)
-    scale = model.fuser.kernel[...] if name == "PRCM" else model.scale_proj.kernel[...]
-    shift = None if name == "PRCM" else model.shift_proj.kernel[...]
+    scale = getattr(model, model.scale_name).kernel[...] if model.scale_name else None  # read from the module, not its name
+    shift = model.shift_proj.kernel[...] if model.has_shift else None
     expected = F.basis_recalibration(x, model.basis[...], scale, shift, dropout_rate=0.5, dropout_key=key)
     np.testing.assert_array_equal(model(x, deterministic=False, rngs=key), expected)
     keep = np.asarray(F.keep_mask(key, 0.5, (4, 4)))

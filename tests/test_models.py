@@ -18,7 +18,7 @@ import prcm_jax
 import prcm_torch
 from parity.networks import (ATTENTIONS, CHECKS, QUICK_TRAIN, NetworkCase, compare, randomize, ratio_limit,
                              run_network_case, summarize)  # fmt: skip
-from prcm_jax.models import BasicBlock, BatchNorm, ResNet, SqueezeExcite, from_timm, resnet18, resnet50, twin_config
+from prcm_jax.models import BasicBlock, BatchNorm, Bottleneck, ResNet, SqueezeExcite, from_timm, resnet18, resnet50, twin_config
 
 
 def _message(result) -> str:
@@ -170,6 +170,14 @@ def test_from_timm_names_what_the_twins_do_not_cover(name, kwargs, expected):
     assert "nothing was converted" in str(info.value)
 
 
+@pytest.mark.parametrize("mode", ["circular", "reflect"])
+def test_from_timm_refuses_convolutions_that_pad_with_other_than_zeros(mode):
+    model = _meta("resnet18")
+    model.layer2[0].conv1.padding_mode = mode  # no timm option does this; a hand edit would be silently wrong
+    with pytest.raises(parity.ConversionError, match=f"layer2.0.conv1: padding_mode='{mode}'; the twin pads with zeros"):
+        twin_config(model)
+
+
 def test_from_timm_bad_arguments():
     with pytest.raises(TypeError, match="expected a timm ResNet"):
         from_timm(torch.nn.Linear(2, 3))
@@ -223,6 +231,28 @@ def test_timm_checkpoints_into_the_twin_and_back(small_timm, tmp_path):
 
 
 # -- Flax protocols: nnx.view, train/eval, dropout streams -----------------------------------
+
+
+@pytest.mark.parametrize("attn_layer", [None, "se", prcm_jax.PRCM])
+@pytest.mark.parametrize("layer", ["BasicBlock", "Bottleneck", "SqueezeExcite", "digits"])
+def test_every_layer_of_the_twins_takes_nnx_views_arguments(layer, attn_layer):
+    """A block, timm's SE twin or the example's CNN, used on its own, takes ``nnx.view``'s
+    ``deterministic`` whether or not it holds dropout (and ``use_running_average`` with BatchNorm)."""
+    from prcm_examples.digits import Net
+
+    build = {"BasicBlock": lambda: BasicBlock(64, 64, attn_layer=attn_layer, rngs=nnx.Rngs(0)),
+             "Bottleneck": lambda: Bottleneck(256, 64, attn_layer=attn_layer, rngs=nnx.Rngs(0)),
+             "SqueezeExcite": lambda: SqueezeExcite(64, rngs=nnx.Rngs(0)),
+             "digits": lambda: Net({None: "none", "se": "SEModule", prcm_jax.PRCM: "PRCM"}[attn_layer], rngs=nnx.Rngs(0))}  # fmt: skip
+    model = build[layer]()
+    frozen = nnx.view(model, deterministic=True)
+    drop = [m for _, m in nnx.iter_modules(frozen) if isinstance(m, prcm_jax.PRCM)]
+    assert all(m.deterministic for m in drop) and (attn_layer is prcm_jax.PRCM) == bool(drop) or layer == "SqueezeExcite"
+    if layer != "SqueezeExcite":
+        assert all(m.use_running_average for _, m in nnx.iter_modules(nnx.view(model, use_running_average=True))
+                   if isinstance(m, nnx.BatchNorm))  # fmt: skip
+    with pytest.raises(ValueError, match="Unused keys"):
+        nnx.view(model, determinstic=True)
 
 
 @pytest.mark.parametrize("attn_layer", [None, "se", prcm_jax.PRCM])

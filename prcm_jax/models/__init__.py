@@ -18,6 +18,7 @@ from prcm_jax.models.resnet import (
     Bottleneck,
     ResNet,
     SqueezeExcite,
+    Modes,
     make_divisible,
     resnet18,
     resnet34,

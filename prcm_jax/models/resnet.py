@@ -27,6 +27,7 @@ from flax.typing import Dtype, Initializer
 from prcm_jax.initializers import torch_linear_bias_init, torch_linear_kernel_init
 
 __all__ = [
+    "Modes",
     "ResNet",
     "BasicBlock",
     "Bottleneck",
@@ -139,7 +140,26 @@ class BatchNorm(nnx.BatchNorm):
         return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
 
 
-class SqueezeExcite(nnx.Module):
+class Modes(nnx.Module):
+    """A layer that may hold attention blocks (the twins' blocks and networks):
+    ``nnx.view(layer, deterministic=...)`` is accepted whether or not one of them has dropout,
+    as ``nnx.Dropout`` and the :mod:`prcm_jax` blocks accept it.
+
+    >>> block = BasicBlock(64, 64, rngs=nnx.Rngs(0))  # no attention, no dropout
+    >>> nnx.view(block, deterministic=True, use_running_average=True).bn1.use_running_average
+    True
+    """
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Used by ``nnx.view``: declares the mode of the layer (the attention blocks switch
+        themselves; the BatchNorm layers take ``use_running_average``).
+
+        Args:
+          deterministic: dropout off in the attention blocks (without one, nothing changes).
+        """
+
+
+class SqueezeExcite(Modes):
     """timm's ``SEModule`` (``attn_layer="se"``): ``x * sigmoid(fc2(relu(fc1(mean(x)))))``.
 
     ``fc1``/``fc2`` are 1x1 convolutions with bias, as timm's; the hidden width is
@@ -186,7 +206,7 @@ def _downsample(cin: int, cout: int, stride: int, **kwargs: Any) -> nnx.Sequenti
     return nnx.Sequential(_conv(cin, cout, 1, stride, **kwargs), BatchNorm(cout, **kwargs))
 
 
-class BasicBlock(nnx.Module):
+class BasicBlock(Modes):
     """Two 3x3 convolutions, attention after the last BatchNorm, then the residual add (ResNet-18/34).
 
     Args:
@@ -220,7 +240,7 @@ class BasicBlock(nnx.Module):
         return nnx.relu(x + shortcut)
 
 
-class Bottleneck(nnx.Module):
+class Bottleneck(Modes):
     """1x1, 3x3 (stride), 1x1 x4 convolutions, attention after the last BatchNorm (ResNet-50+).
 
     Args:
@@ -275,7 +295,7 @@ def _check_config(block: str, layers: Sequence[int], num_classes: int, in_chans:
                         f"got {attn_layer!r}")  # fmt: skip
 
 
-class ResNet(nnx.Module):
+class ResNet(Modes):
     """timm's ``ResNet`` (the default stem, ``avg`` pool, linear head) as a Flax NNX module.
 
     Args:
@@ -314,17 +334,6 @@ class ResNet(nnx.Module):
         self.num_features = cin
         self.fc = (nnx.Linear(cin, num_classes, kernel_init=torch_linear_kernel_init, bias_init=torch_linear_bias_init(cin), **dd)
                    if num_classes else None)  # fmt: skip
-
-    def set_view(self, deterministic: bool | None = None, use_running_average: bool | None = None) -> None:
-        """Used by ``nnx.view``: declares the modes of the network (its blocks switch themselves).
-
-        With ``attn_layer=None`` or ``"se"`` no block has dropout, so ``deterministic`` changes
-        nothing; it is accepted so that every twin takes the same ``nnx.view`` arguments.
-
-        Args:
-          deterministic: dropout off in the attention blocks.
-          use_running_average: BatchNorm uses its running statistics.
-        """
 
     def _check_input(self, x: Any) -> None:
         if not isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and type(x).__module__.split(".")[0] != "numpy":

@@ -180,6 +180,8 @@ def twin_config(model: Any) -> dict[str, Any]:
     if not (isinstance(pool, nn.MaxPool2d) and (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
             in (((3, 3), (2, 2), (1, 1), (1, 1), False), (3, 2, 1, 1, False))):  # fmt: skip
         problems.append(f"maxpool: {pool!r} (replace_stem_pool / aa_layer); the twin has MaxPool2d(3, stride=2, padding=1)")
+    problems += [f"{name}: padding_mode={conv.padding_mode!r}; the twin pads with zeros" for name, conv in model.named_modules()
+                 if isinstance(conv, nn.Conv2d) and conv.padding_mode != "zeros"]  # fmt: skip
     if type(model.act1) is not nn.ReLU:
         problems.append(f"act1: {type(model.act1).__name__} (act_layer); the twin has ReLU")
     stages = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
