@@ -108,7 +108,7 @@ class Arrays:
                 value = value[:, None, None, :]
             elif name == "weight":
                 value = value.T  # torch (out, in) -> Flax kernel (in, out)
-            self._jax[name] = jax.device_put(np.ascontiguousarray(value), self.device.jax)
+            self._jax[name] = jax.device_put(np.asarray(value, order="C"), self.device.jax)
         return self._jax[name]
 
 
