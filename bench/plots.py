@@ -103,8 +103,9 @@ def _ms_axis(ax: Any, label: str) -> None:
 
 def _finish(fig: Any, title: str) -> None:
     """The figure's title above its panels (never over their titles), panels packed below it."""
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    height = fig.get_figheight()  # inches: the title takes the top 0.3 whatever the figure's size
+    fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.12 / height))
 
 
 def _values_axis(ax: Any, values: Sequence[float]) -> None:
