@@ -70,21 +70,22 @@ def _label(threads: int) -> str:
 
 
 def _log_axis(ax: Any, axis: str, fmt: Callable[[float, Any], str]) -> None:
-    """A log axis ticked for the range drawn so far: even steps within a factor of four, 1-2-5
-    within a decade and a half, 1-3 up to three decades, decades beyond (labels that never run
-    together, and never fewer than two)."""
+    """A log axis ticked for the range it shows (shared with its neighbours, if any): decades
+    beyond three, 1-3 beyond a decade and a half, else 1-2-5, else (fewer than two of those in
+    view) evenly spaced values such as 1.2x, 1.4x: at least two labels, never crowded."""
     import numpy as np
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
-    lo, hi = ax.dataLim.intervaly if axis == "y" else ax.dataLim.intervalx
-    decades = float(np.log10(hi / lo)) if 0 < lo < hi < np.inf else 3.0
-    if decades < 0.6:  # under a factor of four: evenly spaced values (1.2x, 1.4x, ...)
-        target.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
-    else:
-        subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 3 else (1.0,)
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())  # the view: data, margins and shared axes
+    decades = float(np.log10(hi / lo))
+    subs = (1.0,) if decades > 3 else (1.0, 3.0) if decades > 1.5 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1) for m in subs]
+    if sum(lo <= t <= hi for t in ticks) >= 2:
         target.set_major_locator(LogLocator(base=10, subs=subs))
+    else:
+        target.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     target.set_major_formatter(FuncFormatter(fmt))
     target.set_minor_formatter(NullFormatter())
 

@@ -15,6 +15,7 @@ Timings are ``(rounds, calls)`` arrays, one row per round.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +69,10 @@ class Ratio:
     ('1.73x [1.65, 1.81]', True)
     >>> Ratio(1.01, 0.99, 1.03).significant
     False
-    >>> [(str(r), r.significant) for r in (Ratio(1.03, 1.0176, 1.04), Ratio(1.03, 1.0232, 1.03))]
-    [('1.03x [1.018, 1.04]', False), ('1.03x [1.023, 1.03]', True)]
+    >>> [(str(r), r.significant) for r in (Ratio(1.03, 1.0198, 1.04), Ratio(1.03, 1.0203, 1.04))]
+    [('1.03x [1.019, 1.04]', False), ('1.03x [1.021, 1.04]', True)]
+    >>> [(str(r), r.significant) for r in (Ratio(0.95, 0.92, 0.9805), Ratio(0.95, 0.92, 0.9803))]
+    [('0.95x [0.92, 0.981]', False), ('0.95x [0.92, 0.980]', True)]
     """
 
     value: float
@@ -91,10 +94,13 @@ class Ratio:
         return f"{self.value:.2f}x [{self._bound(self.lo)}, {self._bound(self.hi)}]"
 
     def _bound(self, v: float) -> str:
-        """Two decimals, or three where two would round onto the noise threshold and hide
-        which side of it the bound lies (``[1.018, 1.04]`` is not significant, ``[1.023, ...]`` is)."""
-        near = min(abs(v - (1 + self.noise)), abs(v - 1 / (1 + self.noise)))
-        return f"{v:.3f}" if near < 0.005 else f"{v:.2f}"
+        """Two decimals; near a noise threshold three, rounded away from it, so the printed bound
+        lies on the threshold's side the bound does (``[1.019, ...]`` is not significant,
+        ``[1.021, ...]`` is, for bounds 1.0198 and 1.0203)."""
+        for threshold in (1 + self.noise, 1 / (1 + self.noise)):
+            if abs(v - threshold) < 0.005:
+                return f"{(math.floor if v <= threshold else math.ceil)(v * 1000) / 1000:.3f}"
+        return f"{v:.2f}"
 
 
 def round_medians(samples: np.ndarray) -> np.ndarray:

@@ -177,10 +177,14 @@ def cases(
 
     >>> {c.shape for c in cases(modules=("PRCM",), directions=("torch->nnx",), modes=("mean-path",))} & {(1, 32, 1, 1)}
     set()
+    >>> list(cases(modules=("PRCM",), modes=("mean-path",), shapes=(((1, 32, 1, 1), 1),)))
+    []
     """
     for r, (module, mode, dtype) in enumerate(itertools.product(modules, modes, dtypes)):
-        row = tuple(s for s in shapes if mode != "mean-path" or math.prod(s[0][2:]) > 1) or shapes
-        picked = row if per_row is None else [row[(r * per_row + j) % len(row)] for j in range(per_row)]
+        row = tuple(s for s in shapes if mode != "mean-path" or math.prod(s[0][2:]) > 1)
+        if not row:
+            continue
+        picked = row if per_row is None else dict.fromkeys(row[(r * per_row + j) % len(row)] for j in range(per_row))
         for direction in directions:  # the same shapes in every direction: they share compiled programs
             for shape, num_basis in picked:
                 yield Case(module, direction, mode, dtype, shape, num_basis)
@@ -335,9 +339,14 @@ def run_case(case: Case) -> Result:
         rate = torch_model.dropout_rate if twin.dropout else 0.0
         key = jax.random.key(case.seed + 2) if train else None
         keep = np.asarray(keep_mask(key, rate, (case.shape[0], case.num_basis))) if rate > 0 and train else None
-        while case.mode == "mean-path" and keep is not None and not keep.any(axis=1).all():
-            key = jax.random.fold_in(key, 1)  # a row whose mask drops every coefficient has no gradient through the mean
+        for _ in range(64):  # a row whose mask drops every coefficient has no gradient through the mean
+            if case.mode != "mean-path" or keep is None or keep.any(axis=1).all():
+                break
+            key = jax.random.fold_in(key, 1)
             keep = np.asarray(keep_mask(key, rate, keep.shape))
+        else:
+            raise ValueError(f"mean-path: no dropout key of 64 keeps a coefficient in every row of a {keep.shape} mask at "
+                             f"rate {rate}; use a smaller batch or more basis functions")  # fmt: skip
 
         def mask(model: torch.nn.Module):
             return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()

@@ -173,8 +173,10 @@ def _match(
 ) -> tuple[dict[str, Rule], dict[str, str]]:
     """The torch keys a Flax leaf pairs with, and the keys its layer rule found on a torch layer of
     another kind (with why not). A key of the leaf's own name wins (a plain parameter, ``basis``);
-    otherwise the layer rule for its name applies, to layers of its kind, and to layers whose kind
-    is not known: a user's own module (as ``MyLayerNorm`` holding ``weight``) or a state_dict."""
+    otherwise the layer rule for its name applies, to layers of its kind, to a state_dict, and to a
+    user's own module (as ``MyLayerNorm`` holding ``weight``) where the rule is a rename: a
+    transposing rule needs the layout of the layer it is written for (a custom ``Conv1D`` keeps
+    its weight ``(in, out)``)."""
     name = str(leaf.path[-1])
     paths = _flax_candidates(leaf.path[:-1])
     by_name = Rule(name, name, leaf.collection)
@@ -185,7 +187,7 @@ def _match(
     found, wrong = {}, {}
     for key in (k for c in paths for k in index.get(c + (layer.torch,), ())):
         owner = owners.get(key.rpartition(".")[0])
-        if owner is None or isinstance(owner, layer.layers) or not _is_builtin(owner):
+        if owner is None or isinstance(owner, layer.layers) or (layer.permute is None and not _is_builtin(owner)):
             found[key] = layer
         else:
             wrong[key] = (f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
@@ -266,6 +268,9 @@ def _pair(what: str, leaves: list[_Leaf], state: Mapping[str, torch.Tensor], mod
 def _mismatches(pair: _Pair, tensor: torch.Tensor) -> list[str]:
     """What is wrong with one pairing: the shape, the dtype."""
     leaf, rule, out = pair.leaf, pair.rule, []
+    if rule.permute is not None and len(leaf.shape) < 2:
+        return [f"rank mismatch: Flax '{leaf.name}' {leaf.shape} is a '{rule.flax}' paired with torch '{pair.key}' "
+                f"{tuple(tensor.shape)}, and a '{rule.flax}' has at least 2 axes"]  # fmt: skip
     expected = tuple(leaf.shape[i] for i in rule.torch_axes(len(leaf.shape)))
     if tuple(tensor.shape) != expected:
         out.append(f"shape mismatch: torch '{pair.key}' {tuple(tensor.shape)} vs Flax '{leaf.name}' {leaf.shape} "

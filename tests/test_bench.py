@@ -420,6 +420,42 @@ def test_figures_facet_modules_title_above_panels_and_label_every_axis(tmp_path,
                 assert hidden or len(shown) >= 2, (name, ax.get_ylabel(), shown)
 
 
+def _labels(ax, axis):
+    """The labels a reader sees on one axis, and the pairs of them that overlap."""
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    ticks = [t for t in (ax.yaxis if axis == "y" else ax.xaxis).get_major_ticks()
+             if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.label1.get_text()]  # fmt: skip
+    boxes = [t.label1.get_window_extent(renderer) for t in ticks]
+    crowded = [(a.label1.get_text(), b.label1.get_text()) for (a, p), (b, q) in itertools.combinations(zip(ticks, boxes), 2)
+               if p.overlaps(q)]  # fmt: skip
+    return [t.label1.get_text() for t in ticks], crowded
+
+
+@pytest.mark.parametrize("span", [(1.05, 1.3), (0.9, 1.9), (2.3, 9.3), (0.23, 0.93), (0.4, 25), (0.3, 80), (1e-3, 10)])
+def test_log_axes_show_two_labels_or_more_and_none_overlap(span):
+    plt = plots._pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 2.1))
+    ax.plot([0, 1], span)
+    plots._ratio_scale(ax)
+    shown, crowded = _labels(ax, "y")
+    assert len(shown) >= 2 and not crowded, (shown, crowded)
+    plt.close(fig)
+
+
+def test_panels_sharing_a_log_axis_are_ticked_for_their_common_range():
+    plt = plots._pyplot()
+    fig, axes = plt.subplots(1, 2, sharex=True, figsize=(9, 3))
+    axes[0].plot([0.4, 25], [0, 1])  # 1 thread
+    axes[1].plot([1.05, 1.3], [0, 1])  # 2 threads, ticked last
+    for ax in axes:
+        plots._ratio_scale(ax, "x")
+    shown, crowded = _labels(axes[0], "x")
+    assert "1x" in shown and "10x" in shown and not crowded, shown
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("text,expected", [("1,all", SETTINGS), ("all", (len(cpus()),)), ("1", (1,)), ("1, 1", (1,))])
 def test_thread_settings_parse(text, expected):
     assert parse_threads(len(cpus()))(text) == expected

@@ -526,6 +526,27 @@ def test_a_custom_torch_layer_takes_the_rule_of_its_flax_twin(as_state_dict):
         torch_to_nnx(torch.nn.Sequential(torch.nn.Linear(4, 4)), twin)  # a built-in layer of another kind still is not
 
 
+class _Conv1D(torch.nn.Module):
+    """A custom layer computing ``x @ weight`` with ``weight`` ``(in, out)`` (GPT-2's ``Conv1D``)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(torch.randn(n, n)), torch.nn.Parameter(torch.randn(n))
+
+
+class _Vector(nnx.Module):
+    def __init__(self):
+        self.kernel = nnx.Param(jnp.zeros(4))
+
+
+def test_a_custom_layer_never_takes_a_transposing_rule():
+    """Its weight layout is its own: transposing it as nn.Linear's would be silently wrong when square."""
+    with pytest.raises(ConversionError, match=r"torch '0.weight' belongs to _Conv1D but Flax 'layers/0/kernel' is a 'kernel'"):
+        torch_to_nnx(torch.nn.Sequential(_Conv1D(4)), nnx.Sequential(nnx.Linear(4, 4, rngs=nnx.Rngs(0))))
+    with pytest.raises(ConversionError, match=r"Flax 'kernel' \(4,\) is a 'kernel' paired with torch 'weight' \(4,\)"):
+        torch_to_nnx({"weight": torch.ones(4)}, _Vector())  # a 1-D kernel: a message, not an IndexError
+
+
 def test_subclasses_of_param_follow_the_layer_rules():
     source = torch.nn.Linear(4, 3)
     model = nnx.Linear(4, 3, rngs=nnx.Rngs(0))

@@ -233,26 +233,38 @@ def test_timm_checkpoints_into_the_twin_and_back(small_timm, tmp_path):
 # -- Flax protocols: nnx.view, train/eval, dropout streams -----------------------------------
 
 
-@pytest.mark.parametrize("attn_layer", [None, "se", prcm_jax.PRCM])
-@pytest.mark.parametrize("layer", ["BasicBlock", "Bottleneck", "SqueezeExcite", "digits"])
-def test_every_layer_of_the_twins_takes_nnx_views_arguments(layer, attn_layer):
-    """A block, timm's SE twin or the example's CNN, used on its own, takes ``nnx.view``'s
-    ``deterministic`` whether or not it holds dropout (and ``use_running_average`` with BatchNorm)."""
+def _layers():
     from prcm_examples.digits import Net
 
-    build = {"BasicBlock": lambda: BasicBlock(64, 64, attn_layer=attn_layer, rngs=nnx.Rngs(0)),
-             "Bottleneck": lambda: Bottleneck(256, 64, attn_layer=attn_layer, rngs=nnx.Rngs(0)),
-             "SqueezeExcite": lambda: SqueezeExcite(64, rngs=nnx.Rngs(0)),
-             "digits": lambda: Net({None: "none", "se": "SEModule", prcm_jax.PRCM: "PRCM"}[attn_layer], rngs=nnx.Rngs(0))}  # fmt: skip
-    model = build[layer]()
-    frozen = nnx.view(model, deterministic=True)
-    drop = [m for _, m in nnx.iter_modules(frozen) if isinstance(m, prcm_jax.PRCM)]
-    assert all(m.deterministic for m in drop) and (attn_layer is prcm_jax.PRCM) == bool(drop) or layer == "SqueezeExcite"
-    if layer != "SqueezeExcite":
-        assert all(m.use_running_average for _, m in nnx.iter_modules(nnx.view(model, use_running_average=True))
-                   if isinstance(m, nnx.BatchNorm))  # fmt: skip
+    rngs = lambda: nnx.Rngs(0)  # noqa: E731
+    for attn_layer, block in ((None, "none"), ("se", "SEModule"), (prcm_jax.PRCM, "PRCM")):
+        name = getattr(attn_layer, "__name__", attn_layer)
+        yield pytest.param(lambda a=attn_layer: BasicBlock(64, 64, attn_layer=a, rngs=rngs()), attn_layer, id=f"BasicBlock-{name}")
+        yield pytest.param(lambda a=attn_layer: Bottleneck(256, 64, attn_layer=a, rngs=rngs()), attn_layer, id=f"Bottleneck-{name}")
+        yield pytest.param(lambda b=block: Net(b, rngs=rngs()), attn_layer, id=f"digits-{name}")
+
+
+@pytest.mark.parametrize(("build", "attn_layer"), list(_layers()))
+def test_every_block_of_the_twins_takes_nnx_views_arguments(build, attn_layer):
+    """A block or the example's CNN, used on its own, takes ``nnx.view``'s ``deterministic``
+    whether or not it holds dropout, and ``use_running_average`` for its BatchNorm layers."""
+    model = build()
+    frozen = nnx.view(model, deterministic=True, use_running_average=True)
+    modules = [m for _, m in nnx.iter_modules(frozen)]
+    assert all(m.use_running_average for m in modules if isinstance(m, nnx.BatchNorm))
+    dropout = [m for m in modules if isinstance(m, prcm_jax.PRCM)]
+    assert len(dropout) == (0 if attn_layer != prcm_jax.PRCM else 2 if "Net" in type(model).__name__ else 1)
+    assert all(m.deterministic for m in dropout)
     with pytest.raises(ValueError, match="Unused keys"):
         nnx.view(model, determinstic=True)
+
+
+def test_squeeze_excite_takes_deterministic_and_has_no_batch_norm():
+    se = SqueezeExcite(64, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 4, 4, 64))
+    np.testing.assert_array_equal(nnx.view(se, deterministic=True)(x), se(x))
+    with pytest.raises(ValueError, match="Unused keys"):
+        nnx.view(se, use_running_average=True)
 
 
 @pytest.mark.parametrize("attn_layer", [None, "se", prcm_jax.PRCM])
