@@ -73,6 +73,8 @@ class Ratio:
     [('1.03x [1.019, 1.04]', False), ('1.03x [1.021, 1.04]', True)]
     >>> [(str(r), r.significant) for r in (Ratio(0.95, 0.92, 0.9805), Ratio(0.95, 0.92, 0.9803))]
     [('0.95x [0.92, 0.981]', False), ('0.95x [0.92, 0.980]', True)]
+    >>> str(Ratio(1.03, 1.019, 1.04)), str(Ratio(0.99, 0.98, 0.9995, noise=0.001))
+    ('1.03x [1.019, 1.04]', '0.99x [0.98, 1.000]')
     """
 
     value: float
@@ -97,9 +99,10 @@ class Ratio:
         """Two decimals; near a noise threshold three, rounded away from it, so the printed bound
         lies on the threshold's side the bound does (``[1.019, ...]`` is not significant,
         ``[1.021, ...]`` is, for bounds 1.0198 and 1.0203)."""
-        for threshold in (1 + self.noise, 1 / (1 + self.noise)):
-            if abs(v - threshold) < 0.005:
-                return f"{(math.floor if v <= threshold else math.ceil)(v * 1000) / 1000:.3f}"
+        threshold = min((1 + self.noise, 1 / (1 + self.noise)), key=lambda t: abs(v - t))
+        if abs(v - threshold) < 0.005:
+            step = math.floor if v <= threshold else math.ceil
+            return f"{step(round(v * 1000, 6)) / 1000:.3f}"  # round first: 1.019 * 1000 is 1018.999...
         return f"{v:.2f}"
 
 

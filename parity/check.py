@@ -339,14 +339,13 @@ def run_case(case: Case) -> Result:
         rate = torch_model.dropout_rate if twin.dropout else 0.0
         key = jax.random.key(case.seed + 2) if train else None
         keep = np.asarray(keep_mask(key, rate, (case.shape[0], case.num_basis))) if rate > 0 and train else None
-        for _ in range(64):  # a row whose mask drops every coefficient has no gradient through the mean
-            if case.mode != "mean-path" or keep is None or keep.any(axis=1).all():
-                break
-            key = jax.random.fold_in(key, 1)
+        draws = 1  # a row whose mask drops every coefficient has no gradient through the mean: draw again
+        while case.mode == "mean-path" and keep is not None and not keep.any(axis=1).all():
+            if draws == 64:
+                raise ValueError(f"mean-path: no dropout key of 64 keeps a coefficient in every row of a {keep.shape} "
+                                 f"mask at rate {rate}; use a smaller batch or more basis functions")  # fmt: skip
+            key, draws = jax.random.fold_in(key, 1), draws + 1
             keep = np.asarray(keep_mask(key, rate, keep.shape))
-        else:
-            raise ValueError(f"mean-path: no dropout key of 64 keeps a coefficient in every row of a {keep.shape} mask at "
-                             f"rate {rate}; use a smaller batch or more basis functions")  # fmt: skip
 
         def mask(model: torch.nn.Module):
             return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()

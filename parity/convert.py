@@ -191,7 +191,9 @@ def _match(
             found[key] = layer
         else:
             wrong[key] = (f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
-                          f"'{layer.flax}' (for {', '.join(t.__name__ for t in layer.layers)})")  # fmt: skip
+                          f"'{layer.flax}' (for {', '.join(t.__name__ for t in layer.layers)})"
+                          + ("; a custom layer's weight layout is its own: if it is nn.Linear's (out, in, ...), convert "
+                             "its state_dict" if not _is_builtin(owner) else ""))  # fmt: skip
     return found, wrong
 
 

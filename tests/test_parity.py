@@ -174,3 +174,10 @@ def test_cli_exits_1_on_failure(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_case", fail)
     assert cli.main(["--quick", "--modules", "PRCM", "--modes", "eval", "--dtypes", "float32"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_mean_path_draws_a_mask_that_keeps_a_coefficient_per_row_or_says_it_cannot():
+    """With one coefficient a row and a batch of 64, no key in 64 keeps every row (odds 2^-64 each)."""
+    with pytest.raises(ValueError, match=r"no dropout key of 64 keeps a coefficient in every row of a \(64, 1\) mask"):
+        run_case(Case("PRCM", "torch->nnx", "mean-path", "float32", (64, 16, 2, 2), 1))
+    assert run_case(Case("PRCM", "torch->nnx", "mean-path", "float32", (4, 16, 2, 2), 1)).ok  # redraws until every row keeps one
