@@ -164,11 +164,11 @@ def _facets(path: Path, title: str, key: str, xlabel: str, records: list[Record]
                     ax.plot([getattr(r, key) for r in line], [r.median_ms for r in line], color=COLORS[backend],
                             marker=marker, linestyle=linestyle, markersize=4)  # fmt: skip
                     continue
-                pool = affine if kind == "module" else [c for c in comps if c.kind == "backend" and c.module == module]
-                line = along(c for c in pool if c.threads == t and c.denominator == "jax-jit" and backend != "jax-jit"
-                             and (c.numerator == backend or (kind == "module" and c.backend == backend)))  # fmt: skip
                 if kind == "module":
                     line = along(c for c in affine if c.threads == t and c.backend == backend)
+                else:
+                    line = along(c for c in comps if c.threads == t and c.kind == "backend" and c.module == module
+                                 and c.numerator == backend and c.denominator == "jax-jit")  # fmt: skip
                 if line:
                     _band(ax, [getattr(c, key) for c in line], line, COLORS[backend], STYLES[module])
             if kind == "ms":

@@ -187,13 +187,14 @@ def _match(
     found, wrong = {}, {}
     for key in (k for c in paths for k in index.get(c + (layer.torch,), ())):
         owner = owners.get(key.rpartition(".")[0])
-        if owner is None or isinstance(owner, layer.layers) or (layer.permute is None and not _is_builtin(owner)):
+        custom = owner is not None and not _is_builtin(owner)
+        if owner is None or isinstance(owner, layer.layers) or (custom and layer.permute is None):
             found[key] = layer
         else:
             wrong[key] = (f"torch '{key}' belongs to {_kind(owner)} but Flax '{leaf.name}' is a "
                           f"'{layer.flax}' (for {', '.join(t.__name__ for t in layer.layers)})"
                           + ("; a custom layer's weight layout is its own: if it is nn.Linear's (out, in, ...), convert "
-                             "its state_dict" if not _is_builtin(owner) else ""))  # fmt: skip
+                             "its state_dict" if custom else ""))  # fmt: skip
     return found, wrong
 
 
