@@ -245,8 +245,8 @@ def prepare(backend: str, call: Call, device: Device, *, donate: int | None = No
 
     >>> import jax.numpy as jnp
     >>> call = Call(lambda x: x * 2, (jnp.ones(3),), out=lambda y: [np.asarray(y)])
-    >>> prepare("jax-eager", call, resolve_device("cpu")[0]).output()
-    [array([2., 2., 2.], dtype=float32)]
+    >>> [(a.tolist(), str(a.dtype)) for a in prepare("jax-eager", call, resolve_device("cpu")[0]).output()]
+    [([2.0, 2.0, 2.0], 'float32')]
     """
     if backend == "torch-eager":
         return _torch_eager(call, device)

@@ -112,8 +112,8 @@ def round_medians(samples: np.ndarray) -> np.ndarray:
     Args:
       samples: ``(rounds, calls)`` timings.
 
-    >>> round_medians(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 6.0]]))
-    array([2., 5.])
+    >>> round_medians(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 6.0]])).tolist()
+    [2.0, 5.0]
     """
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.size == 0:

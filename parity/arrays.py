@@ -21,8 +21,8 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     Args:
       dtype: a torch dtype.
 
-    >>> numpy_dtype(torch.bfloat16), numpy_dtype(torch.float32)
-    (dtype(bfloat16), dtype('float32'))
+    >>> str(numpy_dtype(torch.bfloat16)), str(numpy_dtype(torch.float32))
+    ('bfloat16', 'float32')
     """
     if dtype in _BITS:
         return _BITS[dtype][1]
@@ -35,8 +35,9 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Args:
       tensor: any torch tensor, bfloat16 included.
 
-    >>> to_numpy(torch.tensor([1.5], dtype=torch.bfloat16))
-    array([1.5], dtype=bfloat16)
+    >>> a = to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+    >>> a.dtype == ml_dtypes.bfloat16, a.astype(np.float32).tolist()
+    (True, [1.5, -2.0])
     """
     tensor = tensor.detach().cpu()
     if tensor.dtype in _BITS:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 __all__ = ["comma_choices", "at_least", "unavailable", "error_line", "INSTALL"]
 
 #: How to get the optional dependencies, for messages (the README's install line).
-INSTALL = 'pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test,bench]"'
+INSTALL = 'pip install -c constraints.txt -e ".[test,docs]"'
 
 
 def error_line(err: BaseException, limit: int | None = None) -> str:

@@ -83,8 +83,8 @@ class TorchNet(nn.Module):
     Args:
       block: recalibration in each block (see :data:`BLOCKS`).
 
-    >>> TorchNet("AffinePRCM")(torch.zeros(2, 1, 8, 8)).shape
-    torch.Size([2, 10])
+    >>> tuple(TorchNet("AffinePRCM")(torch.zeros(2, 1, 8, 8)).shape)
+    (2, 10)
     """
 
     def __init__(self, block: str = "AffinePRCM") -> None:

@@ -59,8 +59,8 @@ def spatial_mean(x: jax.Array) -> jax.Array:
     Returns:
       ``(B, C)`` in ``x.dtype``.
 
-    >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype
-    dtype(bfloat16)
+    >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype == jnp.bfloat16
+    True
     >>> spatial_mean(jnp.ones((2, 3)))
     Traceback (most recent call last):
     ...

@@ -4,8 +4,8 @@ State dicts saved from the seed notebook's classes load with ``strict=True``.
 
 >>> import torch
 >>> from prcm_torch import AffinePRCM
->>> AffinePRCM(64)(torch.randn(1, 64, 32, 32)).shape
-torch.Size([1, 64, 32, 32])
+>>> tuple(AffinePRCM(64)(torch.randn(1, 64, 32, 32)).shape)
+(1, 64, 32, 32)
 """
 
 from prcm_torch.prcm import PRCM, AffinePRCM, AffinePRCMNoDropout, PRCMNoDropout, ShiftOnlyPRCM

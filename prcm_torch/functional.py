@@ -61,8 +61,8 @@ def spatial_mean(x: Tensor) -> Tensor:
     Returns:
       ``(B, C)`` in ``x.dtype``.
 
-    >>> spatial_mean(torch.ones(2, 3, 4, 5, dtype=torch.float16)).shape
-    torch.Size([2, 3])
+    >>> tuple(spatial_mean(torch.ones(2, 3, 4, 5, dtype=torch.float16)).shape)
+    (2, 3)
     >>> spatial_mean(torch.ones(2, 3))
     Traceback (most recent call last):
     ...
@@ -82,8 +82,8 @@ def recalibrate(x: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tenso
       scale: ``(B, C)`` multiplicative factor, or ``None``.
       shift: ``(B, C)`` additive term, or ``None``.
 
-    >>> recalibrate(torch.ones(2, 3, 4), scale=torch.full((2, 3), 2.0)).shape
-    torch.Size([2, 3, 4])
+    >>> tuple(recalibrate(torch.ones(2, 3, 4), scale=torch.full((2, 3), 2.0)).shape)
+    (2, 3, 4)
     >>> recalibrate(torch.ones(2, 3, 4), shift=torch.ones(3))
     Traceback (most recent call last):
     ...

@@ -96,8 +96,8 @@ class PRCM(_BasisRecalibration):
       dtype: parameter dtype.
 
     >>> m = PRCM(64, num_basis=8)
-    >>> m(torch.randn(2, 64, 16, 16)).shape
-    torch.Size([2, 64, 16, 16])
+    >>> tuple(m(torch.randn(2, 64, 16, 16)).shape)
+    (2, 64, 16, 16)
     >>> sorted(m.state_dict())
     ['basis', 'fuser.weight']
     """
@@ -119,8 +119,8 @@ class AffinePRCM(_BasisRecalibration):
       **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
     >>> m = AffinePRCM(64, dtype=torch.float64)
-    >>> m(torch.randn(1, 64, 8, 8, dtype=torch.float64)).shape
-    torch.Size([1, 64, 8, 8])
+    >>> tuple(m(torch.randn(1, 64, 8, 8, dtype=torch.float64)).shape)
+    (1, 64, 8, 8)
     >>> sorted(m.state_dict())
     ['basis', 'scale_proj.weight', 'shift_proj.weight']
     """
@@ -140,8 +140,8 @@ class PRCMNoDropout(PRCM):
       num_basis: number of basis vectors ``K``.
       **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape
-    torch.Size([3, 32, 10])
+    >>> tuple(PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape)
+    (3, 32, 10)
     """
 
     def __init__(
@@ -158,8 +158,8 @@ class AffinePRCMNoDropout(AffinePRCM):
       num_basis: number of basis vectors ``K``.
       **factory: ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape
-    torch.Size([2, 16, 4, 4, 4])
+    >>> tuple(AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape)
+    (2, 16, 4, 4, 4)
     """
 
     def __init__(

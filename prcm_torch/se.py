@@ -22,8 +22,8 @@ class SEModule(nn.Module):
       dtype: parameter dtype.
 
     >>> m = SEModule(64, reduction=4)
-    >>> m(torch.randn(2, 64, 8, 8)).shape
-    torch.Size([2, 64, 8, 8])
+    >>> tuple(m(torch.randn(2, 64, 8, 8)).shape)
+    (2, 64, 8, 8)
     >>> {k: tuple(v.shape) for k, v in m.state_dict().items()}
     {'fc1.weight': (16, 64), 'fc1.bias': (16,), 'fc2.weight': (64, 16), 'fc2.bias': (64,)}
     """

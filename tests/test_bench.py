@@ -588,7 +588,7 @@ def test_missing_matplotlib_exits_2_before_any_work(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         cli.parse_args(["--suites", "latency"])
     err = capsys.readouterr().err.splitlines()[-1]  # after the usage lines
-    assert info.value.code == 2 and "the plots need matplotlib" in err and "pip install torch==2.14.1" in err
+    assert info.value.code == 2 and "the plots need matplotlib" in err and "pip install -c constraints.txt" in err
 
 
 def test_without_timm_the_network_suite_is_reported_unavailable(monkeypatch):

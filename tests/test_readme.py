@@ -4,13 +4,17 @@ empty folder, so a block that leans on an import or a variable of an earlier one
 import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from prcm.cli import INSTALL
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+CI = ROOT / ".ci" / "run"
+CONSTRAINTS = ROOT / "constraints.txt"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
@@ -24,12 +28,59 @@ def test_readme_block_runs_on_its_own(block, tmp_path):
     assert done.returncode == 0, f"{block}\n--- stderr ---\n{done.stderr[-3000:]}"
 
 
+def _install_commands() -> list[str]:
+    first = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).splitlines()
+    return [c.strip() for c in first[0].split("#")[0].split("&&")]
+
+
 def test_ci_installs_and_tests_what_the_readme_says():
     """.ci/run runs the README's install commands and its test command, as a new user would."""
     first = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).splitlines()
-    install = [c.strip() for c in first[0].split("#")[0].split("&&")]
-    ci = (README.parent / ".ci" / "run").read_text()
-    for command in install:
+    ci = CI.read_text()
+    for command in _install_commands():
         assert command.replace("pip install", "python -m pip install --quiet") in ci, command
     assert "\npytest\n" in ci and first[2].split("#")[0].strip() == "pytest"
     assert first[0].split("#")[0].strip() == INSTALL  # what the command lines' messages tell a user to run
+
+
+def _pins(text: str) -> dict[str, str]:
+    pins = {}
+    for line in text.splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[canonical(name)] = version
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_readme_and_ci_install_the_same_tested_set():
+    """Every pip install in .ci/run and the README's install line take constraints.txt, so a
+    new release of a dependency cannot change what CI installs between two commits."""
+    installs = [line for line in CI.read_text().splitlines() if re.search(r"\bpip install\b", line)]
+    assert installs and all("-c constraints.txt" in line for line in installs), installs
+    assert all("-c constraints.txt" in command for command in _install_commands())
+    pins = _pins(CONSTRAINTS.read_text())
+    assert {"torch", "torchvision", "jax", "jaxlib", "flax", "numpy", "ml-dtypes", "timm", "pip"} <= set(pins)
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) for v in pins.values()), "every pin is one exact version"
+
+
+def test_this_environment_is_the_tested_set():
+    """What runs these tests is what constraints.txt pins (true after the README's install line
+    and in CI); a mismatch names each distribution and both versions."""
+    pins = _pins(CONSTRAINTS.read_text())
+    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    off = {name: (version, installed[name]) for name, version in pins.items()
+           if name in installed and installed[name] != version and name != "prcm"}  # fmt: skip
+    assert not off, f"installed versions differ from constraints.txt (pinned, installed): {off}"
+
+
+def test_readme_names_the_tested_versions():
+    """The README's 'tested with' line is constraints.txt's versions."""
+    pins = _pins(CONSTRAINTS.read_text())
+    line = re.search(r"^Tested with (.*)$", README.read_text(), flags=re.M)
+    assert line, "the README has no 'Tested with' line"
+    named = dict(re.findall(r"([A-Za-z][\w-]*) ([0-9][\w.+]*)", line[1]))
+    assert len(named) >= 5 and all(pins[canonical(k)] == v for k, v in named.items() if k != "Python"), named

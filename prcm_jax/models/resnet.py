@@ -100,8 +100,9 @@ class BatchNorm(nnx.BatchNorm):
 
     >>> bn = BatchNorm(8, rngs=nnx.Rngs(0))
     >>> y = bn(jnp.arange(32.0).reshape(2, 2, 1, 8))
-    >>> bn.var[...][0]  # 0.9 * 1 + 0.1 * 320 / 3, the unbiased variance of (0, 8, 16, 24)
-    Array(11.566667, dtype=float32)
+    >>> v = bn.var[...][0]  # 0.9 * 1 + 0.1 * 320 / 3, the unbiased variance of (0, 8, 16, 24)
+    >>> round(float(v), 4), str(v.dtype)
+    (11.5667, 'float32')
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, dtype: Dtype | None = None,
