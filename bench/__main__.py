@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.runner import Runner, merge_sessions, param_records, threads_comparisons
     from bench.suites import lanes, points, run_order
     from bench.threads import Options, Pools, WorkerError
-    from parity.precision import pinned_precision
+    from parity.proof.precision import pinned_precision
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
     device, reason = resolve_device(args.device)

@@ -27,7 +27,7 @@ from bench.suites import lanes as point_lanes
 from bench.threads import release_memory
 from bench.timing import OtherLoad, Timed, measure_many
 from bench.workloads import Arrays, Workload, build, inputs, network_unavailable
-from parity.reference import error_in_eps, normwise_error_in_eps
+from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
 from prcm.cli import error_line
 

@@ -37,7 +37,7 @@ from flax import nnx
 from bench.backends import FRAMEWORK, Call, Device, channels_first
 from parity.arrays import to_numpy
 from parity.convert import torch_state_dict, torch_to_nnx
-from parity.dropout import shared_dropout_mask
+from parity.proof.dropout import shared_dropout_mask
 from prcm.catalog import CATALOG
 from prcm.cli import unavailable
 from prcm_jax.functional import keep_mask
@@ -127,7 +127,7 @@ class Workload:
       bytes: the fewest bytes one application moves (:data:`MIN_TRAFFIC` x the input's size).
       tolerance: check limit, in float32 eps: x max|reference| per tensor, or (``normwise``)
         x the reference's 2-norm.
-      normwise: judge each tensor's normwise error (:func:`parity.reference.normwise_error_in_eps`)
+      normwise: judge each tensor's normwise error (:func:`parity.proof.reference.normwise_error_in_eps`)
         instead of its worst entry: a network's training step, whose gradients jump where
         float32 rounding puts a ReLU's or max-pool's input on the other side of a kink.
       nnx_model: the NNX module (for the dispatch paths), or ``None``.

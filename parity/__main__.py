@@ -1,8 +1,8 @@
 """``python -m parity``: prove the PyTorch and Flax modules agree.
 
-Two parts (``--parts``): ``modules`` runs the sweep of :mod:`parity.check` (module x direction
+Two parts (``--parts``): ``modules`` runs the sweep of :mod:`parity.proof.check` (module x direction
 x mode x dtype x shape) and prints one row per module, direction, mode and dtype with the
-worst error over the shapes; ``networks`` runs :mod:`parity.networks` (timm ResNets x
+worst error over the shapes; ``networks`` runs :mod:`parity.proof.networks` (timm ResNets x
 attention block against their NNX twins) and prints one row per network, attention and
 check. Exits 1 if any case fails.
 """
@@ -19,8 +19,8 @@ from rich.table import Table
 
 import prcm
 from prcm.cli import INSTALL, comma_choices, unavailable
-from parity.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
-from parity.networks import ATTENTIONS, CHECKS, FLOOR, NETWORKS, NetworkResult, network_cases, run_network_case
+from parity.proof.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
+from parity.proof.networks import ATTENTIONS, CHECKS, FLOOR, NETWORKS, NetworkResult, network_cases, run_network_case
 
 PARTS: tuple[str, ...] = ("modules", "networks")
 #: Inputs (batch, image) of the networks part; ``--quick`` takes the first.
@@ -174,7 +174,7 @@ def _networks(args: argparse.Namespace, console: Console) -> int:
     wide.print(table)
     console.print(f"each cell: torch / jax. jax/torch: the largest ratio of JAX's normwise error to torch's on one tensor "
                   f"(torch's taken as >= {FLOOR:g} eps), within limit = max(4, sqrt(n / log2 n)), n = batch x (image/2)^2 "
-                  "(the stem's sums; see parity.networks). kinks: ReLU inputs the float32 train step put across the kink "
+                  "(the stem's sums; see parity.proof.networks). kinks: ReLU inputs the float32 train step put across the kink "
                   "from float64, torch/jax (each run is judged against float64 taking its sides). round trip: timm -> NNX "
                   "-> timm and NNX -> timm -> NNX bit for bit.")  # fmt: skip
     failed = sum(not r.ok for r in results)

@@ -1,11 +1,16 @@
 """The module family, once: one :class:`Entry` per module, read by parity, bench and the tests.
 
 An entry names the module's class (the same name in :mod:`prcm_torch`, :mod:`prcm_jax` and
-:mod:`prcm_jax.linen`), the seed notebook's name for it, which math it computes (``kind``:
-the basis recalibration of the PRCM variants, or squeeze-and-excitation) and, for the
-modules that apply dropout in train mode, the torch attribute of their dropout layer. The classes are looked up by name when first asked for, so
-importing the catalog imports neither framework. Adding a module is one entry here plus
-its three classes (and, for a new ``kind``, its reference math in :mod:`parity.reference`).
+:mod:`prcm_jax.linen`, or in the modules its ``packages`` name), which math it computes
+(``kind``: the basis recalibration of the PRCM variants, or squeeze-and-excitation), for the
+modules that apply dropout in train mode the torch attribute of their dropout layer, and, for
+the modules of the seed notebook, the seed's name. The classes are looked up by name when
+first asked for, so importing the catalog imports neither framework.
+
+Adding a module is one entry plus its three classes: in this package, an entry below; anywhere
+else (a test, a user's own block), ``CATALOG[name] = Entry(name, kind, packages=(...))``.
+Parity, the benchmark and the tests read :data:`CATALOG` when they run. A new ``kind`` also
+needs its float64 reference math (``parity.proof.reference.HEADS``) and its :data:`KINDS` row.
 
 >>> CATALOG["AffinePRCM"].seed_name, CATALOG["AffinePRCM"].dropout
 ('AffinePRCM', 'coeff_dropout')
@@ -60,39 +65,40 @@ class Entry:
     """One module of the family.
 
     Attributes:
-      name: the class name in ``prcm_torch``, ``prcm_jax`` and ``prcm_jax.linen``.
-      seed_name: the seed notebook's class name (whose state_dicts load strictly).
+      name: the class name in each of ``packages``.
       kind: ``"basis"`` (the PRCM variants) or ``"se"`` (squeeze-and-excitation): which
         math, constructor arguments and reference it has.
       dropout: the attribute of the torch module's dropout layer (on the coefficients, in
         train mode), or ``None`` for a module without dropout; true-ish exactly when it has one.
+      seed_name: the seed notebook's class name (whose state_dicts load strictly), or ``None``
+        for a module that is not in the seed.
+      packages: the modules holding the PyTorch, Flax NNX and Flax linen classes.
     """
 
     name: str
-    seed_name: str
     kind: str
-    dropout: str | None
+    dropout: str | None = None
+    seed_name: str | None = None
+    packages: tuple[str, str, str] = ("prcm_torch", "prcm_jax", "prcm_jax.linen")
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Entry {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
     @property
     def torch(self) -> type:
         """The PyTorch class."""
-        return getattr(importlib.import_module("prcm_torch"), self.name)
+        return getattr(importlib.import_module(self.packages[0]), self.name)
 
     @property
     def nnx(self) -> type:
         """The Flax NNX class."""
-        return getattr(importlib.import_module("prcm_jax"), self.name)
+        return getattr(importlib.import_module(self.packages[1]), self.name)
 
     @property
     def linen(self) -> type:
         """The Flax linen class."""
-        return getattr(importlib.import_module("prcm_jax.linen"), self.name)
-
-    @property
-    def reference(self) -> Any:
-        """The float64 reference of its kind, :data:`parity.reference.HEADS` (call it through
-        ``parity.reference.forward/backward(..., kind=entry.kind)``)."""
-        return importlib.import_module("parity.reference").HEADS[self.kind]
+        return getattr(importlib.import_module(self.packages[2]), self.name)
 
     @property
     def has_basis(self) -> bool:
@@ -143,13 +149,13 @@ class Entry:
 CATALOG: dict[str, Entry] = {
     e.name: e
     for e in (
-        Entry("PRCM", "PRCM", "basis", dropout="coeff_dropout"),
-        Entry("AffinePRCM", "AffinePRCM", "basis", dropout="coeff_dropout"),
-        Entry("PRCMNoDropout", "PRCM_NoDropout", "basis", dropout=None),
-        Entry("AffinePRCMNoDropout", "AffinePRCM_NoDropout", "basis", dropout=None),
-        Entry("ShiftOnlyPRCM", "ShiftOnlyPRCM", "basis", dropout=None),
-        Entry("SEModule", "SE_Module", "se", dropout=None),
+        Entry("PRCM", "basis", dropout="coeff_dropout", seed_name="PRCM"),
+        Entry("AffinePRCM", "basis", dropout="coeff_dropout", seed_name="AffinePRCM"),
+        Entry("PRCMNoDropout", "basis", seed_name="PRCM_NoDropout"),
+        Entry("AffinePRCMNoDropout", "basis", seed_name="AffinePRCM_NoDropout"),
+        Entry("ShiftOnlyPRCM", "basis", seed_name="ShiftOnlyPRCM"),
+        Entry("SEModule", "se", seed_name="SE_Module"),
     )
 }
-#: The class names, in the seed's order.
+#: This package's own modules, in the seed's order (:data:`CATALOG` also holds any added at run time).
 MODULES: tuple[str, ...] = tuple(CATALOG)

@@ -43,7 +43,7 @@ import prcm_jax
 import prcm_torch
 from bench.timing import measure
 from parity.arrays import to_numpy
-from parity.reference import error_in_eps
+from parity.proof.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
 from prcm_jax.models import Modes
 

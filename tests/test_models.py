@@ -16,7 +16,7 @@ from flax import nnx
 import parity
 import prcm_jax
 import prcm_torch
-from parity.networks import (ATTENTIONS, CHECKS, QUICK_TRAIN, NetworkCase, compare, randomize, ratio_limit,
+from parity.proof.networks import (ATTENTIONS, CHECKS, QUICK_TRAIN, NetworkCase, compare, randomize, ratio_limit,
                              run_network_case, summarize)  # fmt: skip
 from prcm_jax.models import BasicBlock, BatchNorm, Bottleneck, ResNet, SqueezeExcite, from_timm, resnet18, resnet50, twin_config
 
@@ -332,7 +332,7 @@ def test_bad_input_is_named_before_any_work():
 
 def test_parity_cli_networks_part(monkeypatch, capsys):
     from parity import __main__ as cli
-    from parity.networks import CheckSummary, NetworkResult
+    from parity.proof.networks import CheckSummary, NetworkResult
 
     def fake(case):
         summary = CheckSummary(1, (1.0, 99.0), (1.0, 99.0), (99.0, "logits"), 13.6)

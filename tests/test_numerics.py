@@ -10,7 +10,7 @@ import torch
 
 from parity import shared_dropout_mask, torch_to_linen, torch_to_nnx
 from prcm.catalog import CATALOG
-from parity.reference import error_in_eps, forward
+from parity.proof.reference import error_in_eps, forward
 from prcm import MODULES
 from prcm_jax.functional import keep_mask
 

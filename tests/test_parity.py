@@ -1,6 +1,6 @@
 """Both frameworks agree: every module x direction x mode over many shapes, and low precision.
 
-Each case is judged against the float64 NumPy reference (parity.check.run_case); the tests
+Each case is judged against the float64 NumPy reference (parity.proof.check.run_case); the tests
 below it show that the reference and the checker would catch a real mistake.
 """
 
@@ -14,12 +14,12 @@ import torch
 
 from parity import shared_dropout_mask
 from prcm.catalog import CATALOG
-from parity.check import DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, cases, run_case
-from parity.reference import backward, error_in_eps, forward
+from parity.proof.check import DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, cases, run_case
+from parity.proof.reference import backward, error_in_eps, forward
 from prcm import MODULES
 from seed_modules import SEED
 
-import parity.check
+import parity.proof.check
 
 
 # Every module x direction x mode, three of the fixed shapes each, rotating so that every
@@ -45,7 +45,7 @@ def test_low_precision(case):
 # -- the reference and the checker ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 @pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 8, 1, 1), (3, 16, 4, 4)])
 def test_reference_matches_the_seed_classes_in_float64(name, shape):
     torch.manual_seed(0)
@@ -93,7 +93,7 @@ def test_error_metric_sees_nan_patterns_and_scale():
 @pytest.mark.parametrize("mode", MODES)
 def test_checker_catches_a_wrong_conversion(monkeypatch, mode):
     """A converter that forgets to transpose square kernels must fail every mode."""
-    original = parity.check._build
+    original = parity.proof.check._build
 
     def broken(case, twin, torch_dtype, np_dtype):
         torch_model, jax_side = original(case, twin, torch_dtype, np_dtype)
@@ -101,7 +101,7 @@ def test_checker_catches_a_wrong_conversion(monkeypatch, mode):
             torch_model.fuser.weight.copy_(torch_model.fuser.weight.t().clone())
         return torch_model, jax_side
 
-    monkeypatch.setattr(parity.check, "_build", broken)
+    monkeypatch.setattr(parity.proof.check, "_build", broken)
     result = run_case(Case("PRCM", "torch->nnx", mode, "float32", (2, 8, 5, 5), 8))
     assert not result.ok and result.bound_error > 100 * result.bound_limit
 
@@ -151,7 +151,7 @@ def test_bfloat16_gradients_sum_in_float32(module):
 
 
 def test_checker_catches_a_different_dropout_mask(monkeypatch):
-    monkeypatch.setattr(parity.check, "keep_mask", lambda key, rate, shape: np.ones(shape, bool))
+    monkeypatch.setattr(parity.proof.check, "keep_mask", lambda key, rate, shape: np.ones(shape, bool))
     result = run_case(Case("AffinePRCM", "torch->nnx", "train", "float32", (4, 16, 5, 5), 8))
     assert not result.ok
 
@@ -170,7 +170,7 @@ def test_cli_quick_subset_passes_and_bad_arguments_fail():
 def test_cli_exits_1_on_failure(monkeypatch, capsys):
     from parity import __main__ as cli
 
-    fail = lambda case: parity.check.Result(case, 99.0, 99.0, 8.0, 8.0)  # noqa: E731
+    fail = lambda case: parity.proof.check.Result(case, 99.0, 99.0, 8.0, 8.0)  # noqa: E731
     monkeypatch.setattr(cli, "run_case", fail)
     assert cli.main(["--quick", "--modules", "PRCM", "--modes", "eval", "--dtypes", "float32"]) == 1
     assert "FAIL" in capsys.readouterr().out

@@ -1,11 +1,11 @@
 """Property-based parity: any batch, channels, basis size, spatial rank and extent, weight
 scale, module, conversion direction and mode, in every dtype.
 
-Each example is one :func:`parity.check.run_case`: the source framework's module (weights
+Each example is one :func:`parity.proof.check.run_case`: the source framework's module (weights
 multiplied by a random scale) is converted with the public converters, both frameworks run
 on the same input, and each is compared with the float64 reference; the error must stay
 within the tolerance derived from the dtype's eps and the reduction lengths
-(:func:`parity.check.bound_limit`). Profiles: ``ci`` (default) and ``thorough``
+(:func:`parity.proof.check.bound_limit`). Profiles: ``ci`` (default) and ``thorough``
 (``HYPOTHESIS_PROFILE=thorough``), see conftest.py.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 from hypothesis import given, note, strategies as st
 
-from parity.check import DIRECTIONS, MODES, Case, run_case
+from parity.proof.check import DIRECTIONS, MODES, Case, run_case
 from prcm import MODULES
 
 

@@ -5,19 +5,16 @@ import torch
 
 import prcm_torch
 from prcm import CATALOG, MODULES
-from seed_modules import SEED
-
-SEED_TABLE = {"PRCM": 1024, "AffinePRCM": 1536, "PRCMNoDropout": 1024, "AffinePRCMNoDropout": 1536,
-              "ShiftOnlyPRCM": 1024, "SEModule": 2128}  # fmt: skip
+from seed_modules import SEED, SEED_PARAMS
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 def test_parameter_count_matches_seed_table(name):
-    module = getattr(prcm_torch, name)(64)
-    assert sum(p.numel() for p in module.parameters()) == SEED_TABLE[name]
+    module = CATALOG[name].torch(64)
+    assert sum(p.numel() for p in module.parameters()) == SEED_PARAMS[CATALOG[name].seed_name]
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 @pytest.mark.parametrize("channels,config", [(64, 8), (24, 4), (7, 1)])
 def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, config):
     kw = {"reduction": min(config, channels)} if CATALOG[name].kind == "se" else {"num_basis": config}
@@ -29,7 +26,7 @@ def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, co
     torch.testing.assert_close(ours(x), seed_module(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 def test_same_seed_same_initialisation_as_seed(name):
     torch.manual_seed(11)
     seed_module = SEED[name](32)

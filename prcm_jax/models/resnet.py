@@ -83,7 +83,7 @@ class BatchNorm(nnx.BatchNorm):
 
     Defaults are torch's (``momentum=0.9`` in Flax terms is torch's 0.1, ``epsilon=1e-5``);
     batch statistics are two-pass, in at least float32 (torch's CPU kernel accumulates them in
-    float64; see :mod:`parity.networks` for what that does to float32 agreement); the running
+    float64; see :mod:`parity.proof.networks` for what that does to float32 agreement); the running
     variance is updated with the unbiased batch variance (``n / (n - 1)``), as torch does
     (Flax uses the biased one);
     the running statistics have ``param_dtype``, as torch's buffers have the module's dtype.

@@ -4,7 +4,7 @@ One case builds a module in the source framework with random weights, converts i
 the other framework with the public converters, runs both on the same input and compares
 each against an independent float64 reference:
 
-* ``eval``: outputs, deterministic, against :func:`parity.reference.forward`;
+* ``eval``: outputs, deterministic, against :func:`parity.proof.reference.forward`;
 * ``train``: outputs in train mode, the same dropout mask on both sides (JAX draws it
   with ``keep_mask``; torch applies it through :func:`parity.shared_dropout_mask`);
 * ``grad``: gradients of ``sum(y * cotangent)`` in train mode with respect to the input
@@ -22,7 +22,7 @@ Errors are in units of the dtype's eps, measured two ways (per tensor, worst kep
 
 * against ``max|reference|`` — the design's float32 contract: 8 eps for outputs and 64 eps
   for gradients, at the modules' default initialisation;
-* against ``max(bound)``, the running error bound of :mod:`parity.reference`, with a limit
+* against ``max(bound)``, the running error bound of :mod:`parity.proof.reference`, with a limit
   derived from the dtype and the reduction lengths (:func:`bound_limit`). This one holds for
   any weights and shapes, badly conditioned ones included, and applies to every case.
 
@@ -48,10 +48,10 @@ from flax import nnx
 import prcm
 from parity.arrays import to_numpy, to_torch
 from parity.convert import linen_to_torch, nnx_to_torch, torch_state_dict, torch_to_linen, torch_to_nnx
-from parity.dropout import shared_dropout_mask
+from parity.proof.dropout import shared_dropout_mask
 from prcm.catalog import CATALOG, Entry
-from parity.precision import pinned_precision
-from parity.reference import backward, error_in_eps, forward
+from parity.proof.precision import pinned_precision
+from parity.proof.reference import backward, error_in_eps, forward
 from prcm_jax.functional import keep_mask
 
 __all__ = ["Case", "Result", "DIRECTIONS", "MODES", "GRAD_MODES", "DTYPES", "DEFAULT_DTYPES", "SHAPES", "REF_LIMITS", "STAGES", "bound_limit",
@@ -94,7 +94,7 @@ def bound_limit(dtype: str, shape: tuple[int, ...], num_basis: int, grad: bool) 
     """The tolerance, in eps x max(bound), derived from the dtype and the reduction lengths.
 
     Every intermediate is rounded once, by at most eps/2 of its bound (the bound of
-    :mod:`parity.reference` carries the sensitivities downstream: sigmoid' <= 1/4, relu' <= 1).
+    :mod:`parity.proof.reference` carries the sensitivities downstream: sigmoid' <= 1/4, relu' <= 1).
     That gives eps/2 per stage of :data:`STAGES`. A sum of ``n`` terms accumulated in the dtype
     adds at most ``log2(n)`` roundings more (the blocked / pairwise summation both frameworks
     use). The forward pass sums over the spatial size ``N``, the channels ``C`` and the basis
@@ -138,7 +138,7 @@ class Result:
     Attributes:
       error: ``max|got - ref| / (eps * max|ref|)``, worst over compared tensors.
       bound_error: ``max|got - ref| / (eps * max bound)``, the bound from
-        :mod:`parity.reference` (``bound=True``), worst over compared tensors.
+        :mod:`parity.proof.reference` (``bound=True``), worst over compared tensors.
       limit: the limit on ``error`` (float32 at the default weight scale: the design's
         contract), or ``None``.
       bound_limit: the limit on ``bound_error`` (:func:`bound_limit`), every case.

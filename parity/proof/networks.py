@@ -69,9 +69,9 @@ from flax import nnx
 import prcm
 from parity.arrays import to_numpy
 from parity.convert import nnx_to_torch, torch_state_dict, torch_to_nnx
-from parity.dropout import shared_dropout_mask
-from parity.precision import pinned_precision
-from parity.reference import error_in_eps, normwise_error_in_eps
+from parity.proof.dropout import shared_dropout_mask
+from parity.proof.precision import pinned_precision
+from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm_jax.functional import keep_mask
 
 __all__ = [
