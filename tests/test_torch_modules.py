@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from flax import nnx
 
 import prcm_torch
 from prcm import CATALOG, MODULES
@@ -64,11 +65,18 @@ def test_dropout_rate_is_the_dropout_layers_rate(name):
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_catalog_reads_back_the_constructor_arguments(name):
-    """What ``from_timm`` gives a block's NNX twin: the torch block's own arguments, not defaults."""
+@pytest.mark.parametrize("variant", range(4))
+def test_catalog_reads_back_the_constructor_arguments(name, variant):
+    """What ``from_timm`` gives a block's NNX twin: the torch block's own arguments (options
+    included), not defaults; and the NNX and linen classes take them as they are."""
     entry = CATALOG[name]
-    config = {"reduction": 2} if entry.kind == "se" else {"num_basis": 5, **({"dropout_rate": 0.3} if entry.dropout else {})}
-    assert entry.config_of(getattr(prcm_torch, name)(16, **config)) == config
+    options = entry.variants[variant % len(entry.variants)]
+    sizes = ({"reduction": 2}, {"rd_channels": 3})[variant % 2] if entry.kind == "se" else {"num_basis": 5}
+    config = {**sizes, **({"dropout_rate": 0.3} if entry.dropout else {}), **options}
+    assert entry.config_of(entry.torch(16, **config)) == config
+    assert entry.config_of(entry.torch(16, **{**sizes, **({"dropout_rate": 0.3} if entry.dropout else {}),
+                                              **{k: v.upper() for k, v in options.items()}})) == config  # canonical names
+    assert entry.nnx(16, **config, rngs=nnx.Rngs(0)).channels == 16 and entry.linen(**config).name is None
     with pytest.raises(TypeError, match=f"config_of needs a prcm_torch.{name}, got torch.nn.modules.linear.Linear"):
         entry.config_of(torch.nn.Linear(2, 2))
 
