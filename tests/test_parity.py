@@ -4,14 +4,18 @@ Each case is judged against the float64 NumPy reference (parity.proof.check.run_
 below it show that the reference and the checker would catch a real mistake.
 """
 
+import contextlib
 import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
+import parity
+import prcm_torch
 from parity import shared_dropout_mask
 from prcm.catalog import CATALOG, OPTIONS
 from parity.proof.check import DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, cases, run_case
@@ -110,6 +114,43 @@ def test_reference_gradients_match_float64_autograd(name, options, shape, scale)
     for key, value in expected.items():
         np.testing.assert_allclose(grads[key], value.numpy(), rtol=1e-12, atol=1e-12)
         assert np.all(bounds[key] >= np.abs(grads[key]) - 1e-12)
+
+
+@pytest.mark.parametrize("side", ["torch", "jax"])
+def test_a_logit_rounded_onto_a_kink_is_judged_on_either_side(side):
+    """The mean of (3, 3, 3 - 2^-22) is 3 - 8e-8, and 3 in float32: the logit lands on
+    hard_sigmoid's kink, where both frameworks take the slope 0 and the exact point has 1/6.
+    The bound that takes the exact side rejects that gradient; the band of
+    :mod:`parity.proof.reference` (``kink = eps x limit``) accepts it, and only there."""
+    from parity.proof.check import bound_limit
+
+    module = prcm_torch.PRCMNoDropout(1, num_basis=1, gate="hard_sigmoid")
+    with torch.no_grad():
+        module.basis.fill_(1.0)
+        module.fuser.weight.fill_(1.0)
+    x = np.array([[[3.0, 3.0, 3.0 - 2**-22]]], np.float32)
+    cot = np.ones_like(x)
+    if side == "torch":
+        got = parity.proof.check._torch_grads(module, torch.from_numpy(x), torch.from_numpy(cot), lambda m: contextlib.nullcontext())
+    else:
+        model = parity.torch_to_nnx(module, CATALOG["PRCMNoDropout"].build_nnx(1, 1, gate="hard_sigmoid"))
+        jax_side = parity.proof.check._Jax(model=model)
+        g_x, g_vars = jax_side.grads(jnp.asarray(np.moveaxis(x, 1, -1)), None, jnp.asarray(np.moveaxis(cot, 1, -1)))
+        got = {**{k: v.numpy() for k, v in parity.torch_state_dict(g_vars, module).items()}, "x": np.moveaxis(np.asarray(g_x), -1, 1)}
+    params = {k: v.numpy() for k, v in module.state_dict().items()}
+    eps, limit = float(np.finfo(np.float32).eps), bound_limit("float32", x.shape, 1, grad=True)
+    ref = backward(x, params, cot, kind="basis", gate="hard_sigmoid")
+    assert ref["fuser.weight"].item() > 1.0 and got["fuser.weight"].item() == 0.0  # 9 / 6 x 3 against 0
+
+    def worst(kink: float) -> float:
+        bounds = backward(x, params, cot, kind="basis", gate="hard_sigmoid", bound=True, kink=kink)
+        return max(error_in_eps(got[k], ref[k], eps, float(np.max(bounds[k]))) for k in ref)
+
+    assert worst(0.0) > 1e5 * limit
+    assert worst(eps * limit) <= limit
+    x[..., -1] = 2.0  # far from the kink, the band adds nothing
+    kinked = backward(x, params, cot, kind="basis", gate="hard_sigmoid", bound=True, kink=eps * limit)
+    assert kinked["fuser.weight"].item() == backward(x, params, cot, kind="basis", gate="hard_sigmoid", bound=True)["fuser.weight"].item()
 
 
 def test_error_metric_sees_nan_patterns_and_scale():

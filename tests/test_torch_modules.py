@@ -154,3 +154,34 @@ def test_bad_input_is_named(name, x, error, match):
 def test_bad_constructor_arguments(cls, args, error, match):
     with pytest.raises(error, match=match):
         cls(*args)
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,error,match",
+    [
+        (prcm_torch.PRCM, {"gate": "tanh"}, ValueError, "PRCM: gate must be one of 'sigmoid', 'hard_sigmoid', got 'tanh'"),
+        (prcm_torch.AffinePRCM, {"gate_layer": torch.nn.Tanh}, TypeError,
+         r"AffinePRCM: gate_layer must be one of 'sigmoid', 'hard_sigmoid' or a layer class for one \(nn.Sigmoid, nn.Hardsigmoid"),
+        (prcm_torch.ShiftOnlyPRCM, {"gate": "relu"}, ValueError, "ShiftOnlyPRCM: gate must be one of"),
+        (prcm_torch.PRCMNoDropout, {"gate": "sigmoid", "gate_layer": "hard_sigmoid"}, ValueError,
+         "gate='sigmoid' and gate_layer='hard_sigmoid' disagree"),
+        (prcm_torch.PRCMNoDropout, {"dropout_rate": 0.1}, TypeError, "unexpected keyword argument 'dropout_rate' \\(it has no dropout\\)"),
+        (prcm_torch.PRCM, {"reduction": 4}, TypeError, "unexpected keyword argument 'reduction'"),
+        (prcm_torch.SEModule, {"act_layer": torch.nn.GELU}, TypeError,
+         r"SEModule: act_layer must be one of 'relu', 'silu', 'hard_swish' or a layer class for one \(nn.ReLU, nn.SiLU, nn.Hardswish"),
+        (prcm_torch.SEModule, {"force_act_layer": "gelu"}, ValueError, "SEModule: act_layer must be one of"),
+        (prcm_torch.SEModule, {"reduction": 4, "rd_ratio": 0.25}, ValueError, "give the hidden width one way"),
+        (prcm_torch.SEModule, {"rd_round_fn": round}, ValueError, "pass rd_ratio too"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.25, "rd_divisor": 8, "rd_round_fn": round}, ValueError, "give one"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.0}, ValueError, "rd_ratio must be > 0, got 0.0"),
+        (prcm_torch.SEModule, {"rd_ratio": "1/16"}, TypeError, "rd_ratio must be a number"),
+        (prcm_torch.SEModule, {"rd_channels": 0}, ValueError, "rd_channels must be >= 1, got 0"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.01}, ValueError, r"the hidden width round\(16 \* 0.01\) must be an int >= 1, got 0"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.25, "rd_round_fn": lambda v: v}, ValueError, r"rd_round_fn\(16 \* 0.25\) must be an int"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_named_before_any_work(monkeypatch, cls, kwargs, error, match):
+    """Raised before a parameter is allocated (torch.empty, which nn.Linear and the basis call, is never reached)."""
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: pytest.fail("a parameter was allocated"))
+    with pytest.raises(error, match=match):
+        cls(16, **kwargs)
