@@ -18,8 +18,8 @@ in every framework; :meth:`Entry.config_of` reads it back from a torch block.
 ('AffinePRCM', 'coeff_dropout')
 >>> CATALOG["SEModule"].config(64, num_basis=8)
 {'reduction': 4}
->>> [e.name for e in CATALOG.values() if e.dropout]
-['PRCM', 'AffinePRCM']
+>>> tuple(e.name for e in CATALOG.values() if e.dropout)
+('PRCM', 'AffinePRCM')
 >>> CATALOG["ShiftOnlyPRCM"].options, CATALOG["SEModule"].options
 ((), ('gate', 'act_layer'))
 >>> import prcm_torch

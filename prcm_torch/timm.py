@@ -152,8 +152,9 @@ def swap_attention(
     >>> import timm, prcm_torch
     >>> model = timm.create_model("seresnet18", num_classes=10)
     >>> swaps = swap_attention(model, prcm_torch.PRCM, num_basis=4)
-    >>> [(s.path, s.channels) for s in swaps][:2], type(model.layer1[0].se).__name__
-    ([('layer1.0.se', 64), ('layer1.1.se', 64)], 'PRCM')
+    >>> first = swaps[0]
+    >>> first.path, first.channels, type(model.layer1[0].se).__name__
+    ('layer1.0.se', 64, 'PRCM')
     """
     import prcm_torch
 
