@@ -7,8 +7,8 @@ projection is called (the seed's names) and whether dropout is applied.
 
 Every module takes PyTorch's factory keywords ``device=`` and ``dtype=`` (as ``nn.Linear``),
 so it plugs into timm as ``attn_layer`` and builds on ``torch.device("meta")``, and the
-keywords timm's EfficientNet / MobileNetV3 builders give an ``se_layer`` (:data:`TIMM_KEYWORDS`),
-so it is an ``se_layer`` too. It scripts (``torch.jit.script``), traces
+keywords timm's EfficientNet / MobileNetV3 builders give an ``se_layer`` (``rd_ratio``,
+``act_layer``, ``gate_layer``, ...; see :class:`PRCM`), so it is an ``se_layer`` too. It scripts (``torch.jit.script``), traces
 (``torch.fx.symbolic_trace``) and exports with a dynamic batch (``torch.export``), like the
 seed's classes.
 """
@@ -25,11 +25,7 @@ from prcm.validate import check_basis_config, refuse_dropout
 from prcm_torch.functional import eager_checks, gate, recalibrate, spatial_mean, validate_input
 from prcm_torch.options import gate_name
 
-__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM", "TIMM_KEYWORDS"]
-
-#: timm's se_layer keywords that a basis block accepts and that change nothing: its width is
-#: ``num_basis``, not a reduction of the channels, and it has no hidden activation.
-TIMM_KEYWORDS: tuple[str, ...] = ("act_layer", "force_act_layer", "rd_ratio", "rd_channels", "rd_divisor", "rd_round_fn")
+__all__ = ["PRCM", "AffinePRCM", "PRCMNoDropout", "AffinePRCMNoDropout", "ShiftOnlyPRCM"]
 
 
 class _Projection(nn.Linear):
@@ -137,7 +133,7 @@ class PRCM(_BasisRecalibration):
         Given with ``gate``, the two must agree.
       act_layer: accepted as timm's builders pass it, and not applicable: PRCM has no hidden
         activation (as timm's ``EcaModule`` without its MLP). So are ``force_act_layer``,
-        ``rd_ratio``, ``rd_channels``, ``rd_divisor`` and ``rd_round_fn`` (:data:`TIMM_KEYWORDS`).
+        ``rd_ratio``, ``rd_channels``, ``rd_divisor`` and ``rd_round_fn``: the width is ``num_basis``.
       device: where to create the parameters (``"meta"`` for a skeleton to fill later).
       dtype: parameter dtype.
 
