@@ -10,10 +10,15 @@ Tolerances, derived rather than picked:
   :mod:`parity.proof.reference` (both torch and onnxruntime meet it, so they differ by at most
   twice that); and, in eps of the output scale ``max|ref|``, as a network below;
 * a network: the float64 copy of the timm model is the reference, and onnxruntime's error may
-  be :data:`parity.proof.networks.RATIO` times torch float32's own (at least
+  be :data:`parity.proof.networks.TYPICAL_LIMIT` times torch float32's own (at least
   :data:`~parity.proof.networks.FLOOR` eps), normwise and elementwise: the same operations in
-  float32, summed in another library's order (the per-convolution factor that bounds XLA:CPU
-  against oneDNN); onnxruntime also folds BatchNorm into the convolutions, one rounding more.
+  float32, summed in another library's order, which is the twins' argument (each operation
+  within :data:`~parity.proof.networks.OP_RATIO` of torch's, the logits carrying hundreds of
+  independent components); onnxruntime also folds BatchNorm into the convolutions, one
+  rounding more. Measured: 0.45-1.04 of torch's error.
+* a block in eps of its output scale: within :data:`~parity.proof.networks.WORST_LIMIT` of
+  torch's own, the one-tensor limit (a gate carries its ``K`` coefficients' errors, few
+  components). Measured: up to 2.55 (2.55 eps against torch's 0.93).
 
 All blocks go into one graph (one export; each keeps its own output), the networks one each:
 an export costs seconds, most of it building the translation registry.
@@ -30,7 +35,7 @@ from torch import nn
 
 import prcm_torch
 from parity.proof.check import bound_limit
-from parity.proof.networks import FLOOR, RATIO, randomize
+from parity.proof.networks import FLOOR, OP_RATIO, TYPICAL_LIMIT, WORST_LIMIT, randomize
 from parity.proof.reference import error_in_eps, forward, normwise_error_in_eps
 from prcm import CATALOG
 
@@ -93,8 +98,8 @@ def test_every_block_exports_and_matches_within_the_sweeps_bound(family, batch):
         errors[label] = (error_in_eps(y_ort, reference, EPS, scale), error_in_eps(y_ort, y_torch, EPS, scale),
                          error_in_eps(y_ort, reference, EPS), error_in_eps(y_torch, reference, EPS))  # fmt: skip
     assert all(vs_ref <= limit and vs_torch <= 2 * limit for vs_ref, vs_torch, *_ in errors.values()), (limit, errors)
-    # in eps of the output scale, as the networks below: a few eps, within RATIO of torch's own
-    assert all(ort <= RATIO * max(own, FLOOR) for *_, ort, own in errors.values()), errors
+    # in eps of the output scale, as the networks below: one tensor of few components, WORST_LIMIT
+    assert all(ort <= WORST_LIMIT * max(own, FLOOR) for *_, ort, own in errors.values()), sorted((round(o / max(w, FLOOR), 2), k, round(o, 2), round(w, 2)) for k, (*_, o, w) in errors.items())[-3:]
 
 
 def test_the_hard_sigmoid_blocks_see_both_sides_of_the_kinks(family):
@@ -133,4 +138,4 @@ def test_a_timm_network_with_prcm_blocks_exports(name):
         (y_ort,) = _run(session, x)
         for measure in (normwise_error_in_eps, error_in_eps):
             torch_error, ort_error = measure(y_torch, y_exact, EPS), measure(y_ort, y_exact, EPS)
-            assert ort_error <= RATIO * max(torch_error, FLOOR), (name, batch, measure.__name__, ort_error, torch_error)
+            assert ort_error <= TYPICAL_LIMIT * max(torch_error, FLOOR), (name, batch, measure.__name__, ort_error, torch_error)
