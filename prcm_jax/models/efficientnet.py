@@ -22,12 +22,13 @@ from flax.typing import Dtype
 
 from prcm_jax.functional import spatial_mean
 from prcm_jax.models.efficientnet_blocks import BlockArgs, SeLayer, goog_conv2d
-from prcm_jax.models.efficientnet_builder import build_blocks, check_network, decode_arch_def, resolve_block_args, round_channels
+from prcm_jax.models.efficientnet_builder import (build_blocks, check_network, decode_arch_def, forward_blocks,
+                                                  resolve_block_args, round_channels)  # fmt: skip
 from prcm_jax.models.layers import BatchNormAct, Modes, check_image
 from prcm_jax.prcm import dropout_stream
 
 __all__ = ["EfficientNet", "EFFICIENTNET_ARCH", "EFFICIENTNETS", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
-           "efficientnet_b3", "efficientnet_block_args", "classifier", "head_dropout"]  # fmt: skip
+           "efficientnet_b3", "efficientnet_block_args", "classifier", "head_dropout", "classify"]  # fmt: skip
 
 #: timm's ``_gen_efficientnet`` architecture (the B0 base).
 EFFICIENTNET_ARCH: tuple[tuple[str, ...], ...] = (
@@ -59,6 +60,14 @@ def classifier(features: int, num_classes: int, **dd: Any) -> nnx.Linear | None:
 def head_dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout | None:
     """The dropout before the classifier (timm's ``drop_rate``), with its own stream."""
     return nnx.Dropout(rate, rngs=dropout_stream(rngs, True)) if rate > 0 else None
+
+
+def classify(model: nnx.Module, x: jax.Array, pre_logits: bool, deterministic: bool | None, rngs: Any) -> jax.Array:
+    """The end of a mobile network's head: ``model.head_drop`` (train mode), then ``model.classifier``
+    (unless ``pre_logits`` or ``num_classes=0``)."""
+    if model.head_drop is not None:
+        x = model.head_drop(x, deterministic=deterministic, rngs=rngs)
+    return x if pre_logits or model.classifier is None else model.classifier(x)
 
 
 class EfficientNet(Modes):
@@ -110,19 +119,13 @@ class EfficientNet(Modes):
     def forward_features(self, x: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
         """The feature map before pooling, ``(B, H/32, W/32, num_features)``; arguments as :meth:`__call__`."""
         check_image("EfficientNet", x, self.in_chans)
-        x = self.bn1(self.conv_stem(x))
-        for stage in self.blocks:
-            for block in stage:
-                x = block(x, deterministic=deterministic, rngs=rngs)
+        x = forward_blocks(self.blocks, self.bn1(self.conv_stem(x)), deterministic=deterministic, rngs=rngs)
         return x if self.conv_head is None else self.bn2(self.conv_head(x))
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False, *, deterministic: bool | None = None,
                      rngs: Any = None) -> jax.Array:  # fmt: skip
         """Global average pool, dropout (train mode), then ``classifier`` (unless ``pre_logits`` or ``num_classes=0``)."""
-        x = spatial_mean(x)
-        if self.head_drop is not None:
-            x = self.head_drop(x, deterministic=deterministic, rngs=rngs)
-        return x if pre_logits or self.classifier is None else self.classifier(x)
+        return classify(self, spatial_mean(x), pre_logits, deterministic, rngs)
 
     def __call__(self, x: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
         """Logits ``(B, num_classes)`` for images ``(B, H, W, in_chans)``.

@@ -193,12 +193,8 @@ class InvertedResidual(_Block):
 
     Args:
       args: the block (``block_type="ir"``).
-      se_layer: attention in the ``se`` slot, see :data:`SeLayer`.
-      se_act: activation of :class:`SqueezeExcite` (``None``: the block's).
-      se_gate: gate of :class:`SqueezeExcite`.
-      dtype: computation dtype.
-      param_dtype: parameter dtype.
-      rngs: parameter and dropout streams.
+      se_layer: as :class:`DepthwiseSeparableConv`, and ``se_act``, ``se_gate``, ``dtype``,
+        ``param_dtype``, ``rngs``.
 
     >>> args = BlockArgs("ir", 24, 24, kernel_size=5, mid_chs=144, act="silu", skip=True, attn=True, rd_chs=6)
     >>> b = InvertedResidual(args, se_layer="se", rngs=nnx.Rngs(0))
@@ -232,12 +228,9 @@ class ConvBnAct(_Block):
 
     Args:
       args: the block (``block_type="cn"``).
-      se_layer: unused (the block has no attention slot), accepted as by the other blocks.
-      se_act: unused.
-      se_gate: unused.
-      dtype: computation dtype.
-      param_dtype: parameter dtype.
-      rngs: parameter and dropout streams.
+      se_layer: unused (the block has no attention slot; ``se_act``, ``se_gate`` neither),
+        accepted as the other blocks take it; ``dtype``, ``param_dtype``, ``rngs`` as
+        :class:`DepthwiseSeparableConv`.
     """
 
     def __init__(self, args: BlockArgs, *, se_layer: SeLayer = None, se_act: str | None = None, se_gate: str = "sigmoid",

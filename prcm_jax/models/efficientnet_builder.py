@@ -15,12 +15,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 from flax import nnx
 
 from prcm_jax.models.efficientnet_blocks import BLOCK_TYPES, BlockArgs, SeLayer
 from prcm_jax.models.layers import ACTIVATIONS, make_divisible
 
-__all__ = ["ACT_CODES", "round_channels", "decode_arch_def", "resolve_block_args", "build_blocks", "check_network"]
+__all__ = ["ACT_CODES", "round_channels", "decode_arch_def", "resolve_block_args", "build_blocks", "forward_blocks",
+           "check_network"]  # fmt: skip
 
 #: the ``n`` option of a block string -> activation name (:data:`~prcm_jax.models.ACTIVATIONS`).
 ACT_CODES = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "silu"}
@@ -160,3 +162,11 @@ def build_blocks(block_args: Sequence[Sequence[BlockArgs]], **kwargs: Any) -> nn
       **kwargs: ``se_layer``, ``se_act``, ``se_gate``, ``dtype``, ``param_dtype``, ``rngs``.
     """
     return nnx.List([nnx.List([BLOCK_TYPES[b.block_type](b, **kwargs) for b in stage]) for stage in block_args])
+
+
+def forward_blocks(blocks: nnx.List, x: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
+    """Every block in order (``deterministic`` and ``rngs`` reach each: its attention, its drop-path)."""
+    for stage in blocks:
+        for block in stage:
+            x = block(x, deterministic=deterministic, rngs=rngs)
+    return x

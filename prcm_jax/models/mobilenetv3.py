@@ -21,9 +21,10 @@ from flax import nnx
 from flax.typing import Dtype
 
 from prcm_jax.functional import spatial_mean
-from prcm_jax.models.efficientnet import classifier, head_dropout
+from prcm_jax.models.efficientnet import classifier, classify, head_dropout
 from prcm_jax.models.efficientnet_blocks import BlockArgs, SeLayer, goog_conv2d
-from prcm_jax.models.efficientnet_builder import build_blocks, check_network, decode_arch_def, resolve_block_args, round_channels
+from prcm_jax.models.efficientnet_builder import (build_blocks, check_network, decode_arch_def, forward_blocks,
+                                                  resolve_block_args, round_channels)  # fmt: skip
 from prcm_jax.models.layers import ACTIVATIONS, BatchNormAct, Modes, check_image
 
 __all__ = ["MobileNetV3", "MOBILENETV3_ARCH", "mobilenetv3_block_args", "mobilenetv3_small_100", "mobilenetv3_large_100"]
@@ -89,20 +90,14 @@ class MobileNetV3(Modes):
     def forward_features(self, x: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
         """The last stage's feature map, ``(B, H/32, W/32, num_features)``; arguments as :meth:`__call__`."""
         check_image("MobileNetV3", x, self.in_chans)
-        x = self.bn1(self.conv_stem(x))
-        for stage in self.blocks:
-            for block in stage:
-                x = block(x, deterministic=deterministic, rngs=rngs)
-        return x
+        return forward_blocks(self.blocks, self.bn1(self.conv_stem(x)), deterministic=deterministic, rngs=rngs)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False, *, deterministic: bool | None = None,
                      rngs: Any = None) -> jax.Array:  # fmt: skip
         """Global average pool, ``conv_head`` and act, dropout (train mode), then ``classifier``
         (unless ``pre_logits`` or ``num_classes=0``)."""
         x = ACTIVATIONS[self.act](self.conv_head(spatial_mean(x)[:, None, None, :]))[:, 0, 0, :]
-        if self.head_drop is not None:
-            x = self.head_drop(x, deterministic=deterministic, rngs=rngs)
-        return x if pre_logits or self.classifier is None else self.classifier(x)
+        return classify(self, x, pre_logits, deterministic, rngs)
 
     def __call__(self, x: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
         """Logits ``(B, num_classes)`` for images ``(B, H, W, in_chans)``; arguments as
