@@ -432,3 +432,18 @@ def test_bad_arguments_and_input_are_named_before_any_work():
         models.resnet18(attn_slot="bn", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="option 'x3' in 'ir_r1_k3_s1_x3_c8' is not one the twins build"):
         models.efficientnet_builder.decode_arch_def([["ir_r1_k3_s1_x3_c8"]])
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_parity_cli_quick_runs_the_smallest_of_each_family():
+    from parity import __main__ as cli
+    from parity.proof.networks import NETWORKS, QUICK_NETWORKS, network_cases
+
+    assert cli.parse_args(["--quick"]).networks == QUICK_NETWORKS
+    assert {"mobilenetv3_small_100", "efficientnet_b0"} <= set(QUICK_NETWORKS) and "efficientnet_b3" not in QUICK_NETWORKS
+    assert cli.parse_args(["--parts", "networks"]).networks == NETWORKS
+    assert cli.parse_args(["--quick", "--networks", "resnet18d"]).networks == ("resnet18d",)
+    cases = {(c.network, c.attention) for c in network_cases(("torchvision_resnet18",), ATTENTIONS)}
+    assert cases == {("torchvision_resnet18", a) for a in ATTENTIONS if a != "se"}  # timm's SEModule is timm's
