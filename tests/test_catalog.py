@@ -74,7 +74,8 @@ def test_an_entry_needs_no_seed_name_and_a_known_kind():
 
 def test_the_entry_builds_its_three_classes(registered):
     assert registered.torch is ScaleOnlyPRCM and registered.nnx is NNXScaleOnlyPRCM and registered.linen is LinenScaleOnlyPRCM
-    assert registered.config_of(registered.build_torch(16, num_basis=4)) == {"num_basis": 4, "dropout_rate": 0.25}
+    built = registered.build_torch(16, num_basis=4, gate="hard_sigmoid")
+    assert registered.config_of(built) == {"num_basis": 4, "dropout_rate": 0.25, "gate": "hard_sigmoid"}
     assert sorted(registered.build_torch(16).state_dict()) == ["basis", "scale_proj.weight"]
 
 

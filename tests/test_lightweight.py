@@ -19,7 +19,8 @@ import prcm
 import prcm_jax
 import prcm_jax.models as models
 import prcm_torch
-from parity.proof.networks import ATTENTIONS, _relu_kinks, _relu_namer, _with_se_slots, attention_layer, compare, randomize, ratio_limit, round_trips, summarize
+from parity.proof.networks import ATTENTIONS, _relu_kinks, _relu_namer, _with_se_slots, attention_layer, compare, randomize, round_trips, summarize
+from parity.proof.networks import TYPICAL_LIMIT, WORST_LIMIT
 from prcm_jax.models import BatchNormAct, EfficientNet, MobileNetV3, from_timm, twin_config
 from prcm_jax.models.efficientnet_blocks import SqueezeExcite
 
@@ -112,10 +113,10 @@ def test_small_networks_match_torch(family, attention, train):
     twin = from_timm(model)
     errors, crossed = compare(model, twin, _image(), train=train)
     assert set(errors) == ({"eval", "train", "stats", "grad"} if train else {"eval"})
-    limit = ratio_limit(2, IMAGE)
     for check, tensors in errors.items():
-        summary = summarize(tensors, limit)
-        assert summary.ok, f"{check}: ratio {summary.ratio[0]:.2f} at {summary.ratio[1]} (limit {limit:.1f}), crossed {crossed}"
+        summary = summarize(tensors)
+        assert summary.ok, (f"{check}: typical {summary.typical:.2f} (limit {TYPICAL_LIMIT}), worst {summary.ratio[0]:.2f} at "
+                            f"{summary.ratio[1]} (limit {WORST_LIMIT}), crossed {crossed}")
     if train:
         names = {k.removeprefix("grad ") for k in errors["grad"]} - {"x"}
         assert names == {k for k, _ in model.named_parameters()}  # every parameter's gradient was compared
@@ -195,8 +196,8 @@ def test_a_broken_twin_fails_the_checks(family, breakage, check):
     twin = from_timm(model)
     breakage(twin)
     errors, _ = compare(model, twin, _image(), train=check != "eval")
-    summary = summarize(errors[check], ratio_limit(2, IMAGE))
-    assert summary.ratio[0] > 100 * summary.limit, summary  # not a near miss: orders of magnitude
+    summary = summarize(errors[check])
+    assert summary.ratio[0] > 100 * WORST_LIMIT, summary  # not a near miss: orders of magnitude
 
 
 # -- from_timm against timm's and torchvision's own models -----------------------------------------
