@@ -2,9 +2,10 @@
 
 Two parts (``--parts``): ``modules`` runs the sweep of :mod:`parity.proof.check` (module x direction
 x mode x dtype x shape) and prints one row per module, direction, mode and dtype with the
-worst error over the shapes; ``networks`` runs :mod:`parity.proof.networks` (timm ResNets x
-attention block against their NNX twins) and prints one row per network, attention and
-check. Exits 1 if any case fails.
+worst error over the shapes; ``networks`` runs :mod:`parity.proof.networks` (timm ResNets, ResNet-D,
+EfficientNets, MobileNetV3s and torchvision ResNets x attention block against their NNX twins;
+``--quick``: the smallest of each family) and prints one row per network, attention and check.
+Exits 1 if any case fails.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from rich.table import Table
 import prcm
 from prcm.cli import INSTALL, comma_choices, unavailable
 from parity.proof.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
-from parity.proof.networks import (ATTENTIONS, CHECKS, FLOOR, NETWORKS, OP_RATIO, TYPICAL_LIMIT, WORST_LIMIT, NetworkResult,
-                                   network_cases, run_network_case)  # fmt: skip
+from parity.proof.networks import (ATTENTIONS, CHECKS, FLOOR, NETWORKS, OP_RATIO, QUICK_NETWORKS, TYPICAL_LIMIT, WORST_LIMIT,
+                                   NetworkResult, network_cases, run_network_case)  # fmt: skip
 
 PARTS: tuple[str, ...] = ("modules", "networks")
 #: Inputs (batch, image) of the networks part; ``--quick`` takes the first.
@@ -40,18 +41,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m parity",
         description="Check that the PyTorch and Flax (NNX, linen) PRCM modules compute the same numbers: "
         "outputs in eval and train mode (shared dropout mask) and gradients, after converting weights "
-        "in every direction, against a float64 NumPy reference; and timm ResNets with each block against their "
-        "NNX twins (prcm_jax.models), against a float64 copy of the timm model.",
+        "in every direction, against a float64 NumPy reference; and timm / torchvision networks (ResNet, ResNet-D, "
+        "EfficientNet, MobileNetV3) with each block against their NNX twins (prcm_jax.models), against a float64 copy "
+        "of the torch model.",
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"modules: one shape per row (rotating through all {len(SHAPES)}) instead of every shape; "
-                        f"networks: one input {NETWORK_INPUTS[0]} (batch, image) instead of {len(NETWORK_INPUTS)}, and the "
-                        "train-mode checks for none, se and AffinePRCM only")  # fmt: skip
+                        f"networks: one input {NETWORK_INPUTS[0]} (batch, image) instead of {len(NETWORK_INPUTS)}, the networks "
+                        f"{','.join(QUICK_NETWORKS)} unless --networks says, and the train-mode checks for none, se and "
+                        "AffinePRCM only")  # fmt: skip
     parser.add_argument("--parts", type=comma_choices("part", PARTS), default=None,
                         help="comma-separated subset of " + ",".join(PARTS) + " (default: both; the options of one part "
                         "alone, e.g. --modules or --networks, select that part)")  # fmt: skip
     parser.add_argument("--networks", type=comma_choices("network", NETWORKS), default=None,
-                        help="networks part: comma-separated subset of " + ",".join(NETWORKS))  # fmt: skip
+                        help="networks part: comma-separated subset of " + ",".join(NETWORKS) + " (torchvision_* take "
+                        "the prcm_torch blocks in each block's last norm, not timm's 'se')")  # fmt: skip
     parser.add_argument("--attentions", type=comma_choices("attention", ATTENTIONS), default=None,
                         help="networks part: comma-separated subset of " + ",".join(ATTENTIONS)
                         + " ('se' is timm's SEModule, the others prcm_torch classes)")  # fmt: skip
@@ -70,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.parts = tuple(p for p in PARTS if given[p]) if any(given.values()) else PARTS
     for name, default in _DEFAULTS.items():
         if getattr(args, name) is None:
-            setattr(args, name, default)
+            setattr(args, name, QUICK_NETWORKS if name == "networks" and args.quick else default)
     if "networks" in args.parts and (why := unavailable("timm")):
         parser.error(f"the networks part needs timm, which does not import here ({why['timm']}); install it "
                      f"with the torchvision built for your torch (the README's pair: {INSTALL}), or leave the part out with --parts modules")
@@ -145,7 +149,7 @@ def _modules(args: argparse.Namespace, console: Console) -> int:
 
 
 def _networks(args: argparse.Namespace, console: Console) -> int:
-    """timm ResNets against their NNX twins; returns the number of failed cases."""
+    """timm and torchvision networks against their NNX twins; returns the number of failed cases."""
     inputs = NETWORK_INPUTS[:1] if args.quick else NETWORK_INPUTS
     todo = [case for batch, image in inputs
             for case in network_cases(args.networks, args.attentions, quick=args.quick, batch=batch, image=image)]  # fmt: skip
@@ -155,8 +159,8 @@ def _networks(args: argparse.Namespace, console: Console) -> int:
         for case in todo:
             results.append(run_network_case(case))
             progress.advance(task)
-    table = Table(title=f"parity, networks: {len(todo)} cases; worst error of each check, timm float32 / NNX float32 against "
-                        "timm float64, in float32 eps x max|ref| of each tensor")  # fmt: skip
+    table = Table(title=f"parity, networks: {len(todo)} cases; worst error of each check, torch float32 / NNX float32 against "
+                        "torch float64, in float32 eps x max|ref| of each tensor")  # fmt: skip
     for column in ("network", "attention", "input"):
         table.add_column(column, no_wrap=True)
     for column in (*CHECKS, "jax/torch typical", "worst", "kinks", "round trip"):
@@ -181,8 +185,8 @@ def _networks(args: argparse.Namespace, console: Console) -> int:
                   f"{FLOOR:g} eps); typical: the largest geometric mean over a check's tensors, within {TYPICAL_LIMIT:g}; "
                   f"worst: the largest on one tensor, within {WORST_LIMIT:g} (both from {OP_RATIO:g}, JAX's error over torch's "
                   "on one layer; see parity.proof.networks). kinks: ReLU inputs the float32 train step put across the kink "
-                  "from float64, torch/jax (each run is judged against float64 taking its sides). round trip: timm -> NNX "
-                  "-> timm and NNX -> timm -> NNX bit for bit.")  # fmt: skip
+                  "from float64, torch/jax (each run is judged against float64 taking its sides). round trip: torch -> NNX "
+                  "-> torch and NNX -> torch -> NNX bit for bit.")  # fmt: skip
     failed = sum(not r.ok for r in results)
     if failed:
         console.print(f"[red]{failed} of {len(todo)} network cases failed")

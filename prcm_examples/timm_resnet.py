@@ -1,10 +1,13 @@
-"""A timm ResNet-18 with AffinePRCM blocks: train in PyTorch, port to Flax NNX, fine-tune in JAX, back to timm.
+"""A timm network with AffinePRCM blocks: train in PyTorch, port to Flax NNX, fine-tune in JAX, back to timm.
 
 The data are scikit-learn's 8x8 digits (shipped with scikit-learn, no download), upscaled to
-32x32 and standardised, one channel (``in_chans=1``). ``python -m prcm_examples.timm_resnet``:
+32x32 and standardised, one channel (``in_chans=1``). ``python -m prcm_examples.timm_resnet
+[--model mobilenetv3_small_100]``:
 
-1. ``timm.create_model("resnet18", in_chans=1, num_classes=10, block_args=dict(attn_layer=prcm_torch.AffinePRCM))``
-   trained a little in PyTorch, saved as ``.safetensors``;
+1. the timm model with an AffinePRCM block in each attention slot (``--model``: ``resnet18``
+   through ``block_args=dict(attn_layer=prcm_torch.AffinePRCM)``; the EfficientNets and
+   MobileNetV3s, whose entry points fix their SE, by assigning ``block.se = AffinePRCM(channels)``
+   in each block that has one) trained a little in PyTorch, saved as ``.safetensors``;
 2. the file loaded into the NNX twin with :func:`prcm_jax.models.from_timm` (the timm model
    only gives the architecture: a skeleton on the meta device); logits compared against a
    float64 copy of the timm model (eps units) and accuracy;
@@ -38,11 +41,13 @@ import prcm_torch
 from parity.proof.reference import error_in_eps
 from prcm.cli import at_least
 from prcm_examples.digits import Data, channels_last
-from prcm_jax.models import ResNet, from_timm
+from prcm_jax.models import from_timm
 
-__all__ = ["Data", "load_data", "create_timm", "train_torch", "torch_logits", "jax_logits", "train_jax", "main"]
+__all__ = ["Data", "MODELS", "load_data", "create_timm", "train_torch", "torch_logits", "jax_logits", "train_jax", "main"]
 
 CLASSES = 10
+#: The timm models the example runs (every one ``from_timm`` ports).
+MODELS = ("resnet18", "resnet50", "resnet18d", "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0")
 EPS32 = float(np.finfo(np.float32).eps)
 
 
@@ -64,12 +69,25 @@ def load_data(image: int = 32, seed: int = 0) -> Data:
     return Data(x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]])
 
 
-def create_timm(device: str | None = None) -> torch.nn.Module:
-    """timm's resnet18 for 1-channel digits, an AffinePRCM block in every residual block."""
-    import timm
+def create_timm(name: str = "resnet18", device: str | None = None) -> torch.nn.Module:
+    """timm's ``name`` for 1-channel digits with an AffinePRCM block in every attention slot.
 
-    return timm.create_model("resnet18", in_chans=1, num_classes=CLASSES, block_args=dict(attn_layer=prcm_torch.AffinePRCM),
-                             device=device)  # fmt: skip
+    >>> m = create_timm("mobilenetv3_small_100", device="meta")
+    >>> type(m.blocks[0][0].se).__name__, m.blocks[0][0].se.basis.shape[1], type(m.blocks[1][0].se).__name__
+    ('AffinePRCM', 16, 'Identity')
+    """
+    import timm
+    from timm.models._efficientnet_blocks import SqueezeExcite
+
+    if name.startswith("resnet"):
+        return timm.create_model(name, in_chans=1, num_classes=CLASSES, block_args=dict(attn_layer=prcm_torch.AffinePRCM),
+                                 device=device)  # fmt: skip
+    model = timm.create_model(name, in_chans=1, num_classes=CLASSES, device=device)
+    for stage in model.blocks:  # the slots timm's architecture gives an SE (its entry points fix se_layer)
+        for block in stage:
+            if isinstance(getattr(block, "se", None), SqueezeExcite):
+                block.se = prcm_torch.AffinePRCM(block.se.conv_reduce.in_channels, device=device)
+    return model
 
 
 def train_torch(model: torch.nn.Module, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3) -> list[float]:
@@ -97,28 +115,28 @@ def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 @nnx.jit
-def _logits(model: ResNet, x: jax.Array) -> jax.Array:
+def _logits(model: nnx.Module, x: jax.Array) -> jax.Array:
     return model(x)
 
 
-def jax_logits(model: ResNet, x: np.ndarray) -> np.ndarray:
+def jax_logits(model: nnx.Module, x: np.ndarray) -> np.ndarray:
     """Eval-mode logits of the twin (channels-first input), through one compiled function."""
     return np.asarray(_logits(nnx.view(model, deterministic=True, use_running_average=True), jnp.asarray(channels_last(x))))
 
 
-def _loss(model: ResNet, x: jax.Array, y: jax.Array) -> jax.Array:
+def _loss(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
 
 @nnx.jit
-def _train_step(model: ResNet, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+def _train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
     """One Adam step in train mode; each AffinePRCM block draws its mask from its own stream."""
     loss, grads = nnx.value_and_grad(_loss)(model, x, y)
     optimizer.update(model, grads)
     return loss
 
 
-def train_jax(model: ResNet, data: Data, epochs: int, *, batch: int = 64, lr: float = 3e-4) -> list[float]:
+def train_jax(model: nnx.Module, data: Data, epochs: int, *, batch: int = 64, lr: float = 3e-4) -> list[float]:
     """Fine-tune the twin with optax's Adam (``nnx.Optimizer``); returns the mean loss per epoch."""
     optimizer = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     model.train()
@@ -138,6 +156,7 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example and print what it measured."""
     parser = argparse.ArgumentParser(prog="python -m prcm_examples.timm_resnet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=MODELS, default="resnet18", help="the timm model (default resnet18)")
     parser.add_argument("--epochs", type=at_least(1), default=2, help="PyTorch training epochs (default 2)")
     parser.add_argument("--finetune-epochs", type=at_least(1), default=1, help="JAX fine-tuning epochs (default 1)")
     parser.add_argument("--image", type=at_least(8), default=32, help="image size the 8x8 digits are upscaled to (default 32)")
@@ -156,18 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.train_images is not None:
         data = Data(data.x_train[: args.train_images], data.y_train[: args.train_images], data.x_test, data.y_test)
     console.print(f"digits at {args.image}x{args.image}: {len(data.x_train)} train / {len(data.x_test)} test images; "
-                  "timm resnet18 with AffinePRCM blocks")  # fmt: skip
+                  f"timm {args.model} with AffinePRCM blocks")  # fmt: skip
 
     start = time.perf_counter()
     torch.manual_seed(0)
-    torch_model = create_timm()
+    torch_model = create_timm(args.model)
     losses = train_torch(torch_model, data, args.epochs)
     console.print(f"PyTorch: {args.epochs} epoch(s), mean loss per epoch {', '.join(f'{v:.3f}' for v in losses)} "
                   f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
-    checkpoint = out / "resnet18_affineprcm.safetensors"
+    checkpoint = out / f"{args.model}_affineprcm.safetensors"
     safetensors.torch.save_file(torch_model.state_dict(), checkpoint)
 
-    skeleton = create_timm(device="meta").eval()  # the architecture only: no memory, no init
+    skeleton = create_timm(args.model, device="meta").eval()  # the architecture only: no memory, no init
     model = from_timm(skeleton, weights=checkpoint)
     want = torch_logits(copy.deepcopy(torch_model).double(), data.x_test)
     got_torch, got_jax = torch_logits(torch_model, data.x_test), jax_logits(model, data.x_test)
@@ -179,14 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"JAX fine-tuning: {args.finetune_epochs} epoch(s), mean loss per epoch "
                   f"{', '.join(f'{v:.3f}' for v in losses)} ({time.perf_counter() - start:.0f} s)")  # fmt: skip
     tuned_jax = jax_logits(model, data.x_test)
-    exported = out / "resnet18_affineprcm_jax.safetensors"
+    exported = out / f"{args.model}_affineprcm_jax.safetensors"
     parity.save_safetensors(model, skeleton, exported)
-    back = create_timm()
+    back = create_timm(args.model)
     back.load_state_dict(safetensors.torch.load_file(exported), strict=True)
     tuned_torch = torch_logits(back, data.x_test)
     tuned_ref = torch_logits(copy.deepcopy(back).double(), data.x_test)
 
-    table = Table(title=f"timm resnet18 + AffinePRCM: PyTorch -> JAX (from {checkpoint.name}) -> timm")
+    table = Table(title=f"timm {args.model} + AffinePRCM: PyTorch -> JAX (from {checkpoint.name}) -> timm")
     for column in ("check", "value"):
         table.add_column(column)
     table.add_row("ported logits vs float64 timm, torch float32", f"{error_in_eps(got_torch, want, EPS32):.2f} eps x max|logit|")

@@ -242,8 +242,8 @@ def test_squeeze_excite_has_timms_hidden_width(channels):
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), [
-    ("resnet18d", {}, "deep stem"),
-    ("resnet50", {"avg_down": True}, "avg_down=True"),
+    ("resnet18d", {"replace_stem_pool": True}, "replace_stem_pool"),
+    ("resnet50", {"down_kernel_size": 3}, r"layer2.0.downsample.0, .*: convolution with kernel \(3, 3\) \(twin: \(1, 1\)\)"),
     ("resnet50", {"drop_path_rate": 0.1}, "DropPath"),
     ("resnet50", {"drop_block_rate": 0.1}, "DropBlock"),
     ("resnet50", {"drop_rate": 0.2}, "dropout before the classifier"),
@@ -270,7 +270,7 @@ def test_from_timm_refuses_convolutions_that_pad_with_other_than_zeros(mode):
 
 
 def test_from_timm_bad_arguments():
-    with pytest.raises(TypeError, match="expected a timm ResNet"):
+    with pytest.raises(TypeError, match="expected one of timm.models.resnet.ResNet"):
         from_timm(torch.nn.Linear(2, 3))
     with pytest.raises(parity.ConversionError, match="meta device: pass weights="):
         from_timm(_meta("resnet18"))

@@ -106,6 +106,7 @@ from prcm_jax.functional import keep_mask
 
 __all__ = [
     "NETWORKS",
+    "QUICK_NETWORKS",
     "ATTENTIONS",
     "CHECKS",
     "OP_RATIO",
@@ -127,7 +128,12 @@ __all__ = [
     "QUICK_TRAIN",
 ]
 
-NETWORKS: tuple[str, ...] = ("resnet18", "resnet50")
+NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "resnet18d", "resnet50d", "torchvision_resnet18", "torchvision_resnet50",
+                             "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0", "efficientnet_b1",
+                             "efficientnet_b2", "efficientnet_b3")  # fmt: skip
+#: The networks ``--quick`` runs: the ResNets it always ran and the smallest of the mobile families (ResNet-D
+#: and torchvision's ResNets are the same blocks: the tests cover them on small networks, the full run here).
+QUICK_NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "mobilenetv3_small_100", "efficientnet_b0")
 #: ``none``, ``se`` (timm's SEModule) and every module of the catalog.
 ATTENTIONS: tuple[str, ...] = ("none", "se", *prcm.MODULES)
 CHECKS: tuple[str, ...] = ("eval", "train", "stats", "grad")
@@ -212,9 +218,16 @@ class CheckSummary:
 
 
 def summarize(errors: dict[str, TensorError]) -> CheckSummary:
-    """The :class:`CheckSummary` of one check's tensors."""
+    """The :class:`CheckSummary` of one check's tensors.
+
+    The ``max`` figures (worst, median) leave out tensors that are zero to float32 rounding
+    (torch float32 off by more than their float64 value: in EfficientNet / MobileNetV3 the
+    gradient of a BatchNorm bias that reaches a train-mode BatchNorm through linear layers only,
+    zero in exact arithmetic), where a relative error means nothing; the normwise ratios judge them all.
+    """
     name = max(errors, key=lambda n: errors[n].ratio)
-    torch_max, jax_max = [e.torch for e in errors.values()], [e.jax for e in errors.values()]
+    shown = [e for e in errors.values() if e.torch * EPS32 < 1.0] or list(errors.values())
+    torch_max, jax_max = [e.torch for e in shown], [e.jax for e in shown]
     typical = float(np.exp(np.mean([np.log(e.ratio) for e in errors.values()])))
     return CheckSummary(len(errors), (max(torch_max), max(jax_max)), (float(np.median(torch_max)), float(np.median(jax_max))),
                         (errors[name].ratio, name), typical)  # fmt: skip
@@ -250,12 +263,46 @@ def attention_layer(attention: str):
 
 
 def build_timm(case: NetworkCase) -> torch.nn.Module:
-    """The timm model of a case, with timm's initialisation (seeded)."""
+    """The torch model of a case, with its library's initialisation (seeded): a timm ResNet with
+    ``block_args=dict(attn_layer=...)``; a timm EfficientNet / MobileNetV3 with each ``se`` slot
+    replaced (``nn.Identity`` for ``none``; timm's own SqueezeExcite for ``se``); a torchvision
+    ResNet (``torchvision_resnet18``) with each block's last norm wrapped as ``nn.Sequential(norm, attention)``."""
     import timm
 
     torch.manual_seed(case.seed)
+    if case.network.startswith("torchvision_"):
+        return _torchvision_with(case)
+    if not case.network.startswith("resnet"):
+        return _with_se_slots(timm.create_model(case.network, num_classes=case.num_classes), case.attention)
     attn_layer = attention_layer(case.attention)
     return timm.create_model(case.network, num_classes=case.num_classes, block_args=dict(attn_layer=attn_layer))
+
+
+def _with_se_slots(model: torch.nn.Module, attention: str) -> torch.nn.Module:
+    """A timm EfficientNet / MobileNetV3 whose ``se`` slots hold ``attention`` (built for each slot's channels)."""
+    if attention == "se":
+        return model
+    for module in model.blocks.modules():
+        se = getattr(module, "se", None)
+        if isinstance(se, torch.nn.Module) and not isinstance(se, torch.nn.Identity):
+            module.se = torch.nn.Identity() if attention == "none" else prcm.CATALOG[attention].torch(se.conv_reduce.in_channels)
+    return model
+
+
+def _torchvision_with(case: NetworkCase) -> torch.nn.Module:
+    """A torchvision ResNet whose blocks' last norms are ``nn.Sequential(norm, attention)`` (no timm SE there)."""
+    import torchvision
+
+    if case.attention == "se":
+        raise ValueError("torchvision ResNets take a prcm_torch block (or none); timm's SEModule is timm's ResNets' 'se'")
+    model = getattr(torchvision.models, case.network.removeprefix("torchvision_"))(num_classes=case.num_classes)
+    if case.attention != "none":
+        for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+            for block in stage:
+                last = "bn3" if hasattr(block, "bn3") else "bn2"
+                norm = getattr(block, last)
+                setattr(block, last, torch.nn.Sequential(norm, prcm.CATALOG[case.attention].torch(norm.num_features)))
+    return model
 
 
 def randomize(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.nn.Module:
@@ -301,14 +348,17 @@ def _jax_eval(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Arr
     return nnx.merge(graphdef, state)(x)
 
 
-def _relu_name(path: tuple, bottleneck: bool) -> str | None:
+def _relu_name(path: tuple, model: nnx.Module) -> str | None:
     """The timm ReLU module whose input sign a captured twin output gives (see :func:`_jax_train`)."""
     *where, method = path
     if method != "__call__":
         return None
+    bottleneck = model.block == "bottleneck"
     names = [str(p) for p in where]
     if names == ["bn1"]:
         return "act1"  # stem: relu(bn1(conv1(x)))
+    if names in (["conv1", "layers", "1"], ["conv1", "layers", "4"]):
+        return f"conv1.{int(names[2]) + 1}"  # the deep stem's ReLUs (ResNet-D)
     if len(names) == 3 and names[0].startswith("layer") and names[2] in ("bn1", "bn2"):
         return None if names[2] == "bn2" and not bottleneck else ".".join(names[:2] + ["act" + names[2][-1]])
     if len(names) == 2 and names[0].startswith("layer"):
@@ -318,18 +368,56 @@ def _relu_name(path: tuple, bottleneck: bool) -> str | None:
     return None
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _jax_train(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, key: jax.Array, cot: jax.Array):
+def _torchvision_relu_name(path: tuple, model: nnx.Module) -> str | None:
+    """The torchvision ReLU call (``name``, ``name#k`` for its ``k``-th call: one ``relu`` module
+    serves a whole block) whose input sign a captured twin output gives."""
+    *where, method = path
+    names = [str(p) for p in where]
+    if method != "__call__":
+        return None
+    bottleneck = model.block == "bottleneck"
+    if names == ["bn1"]:
+        return "relu"
+    if len(names) == 3 and names[0].startswith("layer") and (names[2] == "bn1" or (names[2] == "bn2" and bottleneck)):
+        return ".".join(names[:2] + ["relu" if names[2] == "bn1" else "relu#1"])
+    if len(names) == 2 and names[0].startswith("layer"):
+        return ".".join(names + ["relu#2" if bottleneck else "relu#1"])  # the block output: relu(x + shortcut)
+    return None
+
+
+def _block_act_relu_name(path: tuple, model: nnx.Module) -> str | None:
+    """EfficientNet / MobileNetV3: a BatchNormAct's output (its activation's input sign, when that
+    is a ReLU) and an SE's ``conv_reduce`` output (the input of its ``act1``). Names whose torch
+    module is not an ``nn.ReLU`` are ignored by the caller."""
+    *where, method = path
+    names = [str(p) for p in where]
+    if method != "__call__" or not names:
+        return None
+    if names[-1].startswith("bn"):
+        return ".".join(names + ["act"])
+    return ".".join(names[:-1] + ["act1"]) if names[-2:] == ["se", "conv_reduce"] else None
+
+
+def _relu_namer(torch_model: torch.nn.Module):
+    """The function naming the torch ReLU a captured twin output stands for, by the torch model's family."""
+    family = type(torch_model).__module__
+    if family.startswith("torchvision."):
+        return _torchvision_relu_name
+    return _relu_name if family == "timm.models.resnet" else _block_act_relu_name
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _jax_train(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, key: jax.Array, cot: jax.Array, namer=_relu_name):
     """Train-mode logits, updated BatchNorm statistics, gradients of ``sum(logits * cot)`` with
     respect to every ``nnx.Param`` and the input, and the side of every ReLU kink the run took
-    (``{timm ReLU name: input > 0}``, channels first), read from the outputs ``nnx.capture`` records."""
+    (``{torch ReLU name: input > 0}``, channels first), read from the outputs ``nnx.capture``
+    records and named by ``namer`` (:func:`_relu_namer`)."""
 
     def loss(model: nnx.Module, x: jax.Array):
         y, seen = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(x, rngs=key)
-        bottleneck = model.block == "bottleneck"
         masks = {}
         for path, var in nnx.to_flat_state(seen):
-            name = _relu_name(path, bottleneck)
+            name = namer(path, model)
             if name is not None:
                 masks[name] = jnp.moveaxis(var.get_value()[0] > 0, -1, 1)
         return jnp.sum(y * cot), (y, masks)
@@ -347,14 +435,19 @@ def _relu_kinks(model: torch.nn.Module, force: dict[str, torch.Tensor] | None, s
     """Inside: every ``nn.ReLU`` of ``model`` records ``input > 0`` into ``seen``; where ``force``
     names it, it computes ``input * force[name]`` instead (the gradient of that branch)."""
     relus = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU)}
-    handles = []
+    handles, calls = [], {}
     for name, relu in relus.items():
-        def pre(module, inputs, name=name):
-            seen[name] = inputs[0].detach() > 0
+        def pre(module, inputs, name=name):  # a module called k > 0 times before (torchvision's): name#k
+            k = calls[name] = calls.get(name, -1) + 1
+            seen[name if k == 0 else f"{name}#{k}"] = inputs[0].detach() > 0
         handles.append(relu.register_forward_pre_hook(pre))
-        if force is not None and name in force:
+        if force is not None and any(key.partition("#")[0] == name for key in force):
+            def post(module, inputs, output, name=name):
+                k = calls[name]
+                mask = force.get(name if k == 0 else f"{name}#{k}")
+                return output if mask is None else inputs[0] * mask.to(inputs[0].dtype)
             relu.inplace = False
-            handles.append(relu.register_forward_hook(lambda m, i, o, k=force[name]: i[0] * k.to(i[0].dtype)))
+            handles.append(relu.register_forward_hook(post))
     try:
         yield
     finally:
@@ -430,7 +523,8 @@ def compare(torch_model: torch.nn.Module, twin: nnx.Module, x: np.ndarray, *, se
         run = functools.partial(_torch_train, x=x_torch.double(), cot=torch.from_numpy(cot), keep=keep)
         got_torch, torch_sides = _torch_train(copy.deepcopy(torch_model).float(), x_torch, torch.from_numpy(cot), keep)
         train_view = nnx.view(twin, deterministic=False, use_running_average=False)
-        y, stats, g_params, g_x, jax_sides = _jax_train(*nnx.split(train_view), jnp.asarray(x), key, jnp.asarray(cot))
+        y, stats, g_params, g_x, jax_sides = _jax_train(*nnx.split(train_view), jnp.asarray(x), key, jnp.asarray(cot),
+                                                        _relu_namer(torch_model))  # fmt: skip
         jax_sides = {k: torch.from_numpy(np.array(v)) for k, v in jax_sides.items()}
         ref_torch, exact_sides = run(copy.deepcopy(torch_model).double(), force=torch_sides)
         ref_jax, _ = run(copy.deepcopy(torch_model).double(), force=jax_sides)
@@ -493,8 +587,8 @@ QUICK_TRAIN: tuple[str, ...] = ("none", "se", "AffinePRCM")
 
 def network_cases(networks: tuple[str, ...] = NETWORKS, attentions: tuple[str, ...] = ATTENTIONS, *, quick: bool = False,
                   **kwargs) -> Iterator[NetworkCase]:  # fmt: skip
-    """Every network x attention; ``quick`` keeps the train-mode checks (``train``, ``stats``,
-    ``grad``: ~7 s of compiling each) to :data:`QUICK_TRAIN`.
+    """Every network x attention (torchvision ResNets without timm's ``se``); ``quick`` keeps the
+    train-mode checks (``train``, ``stats``, ``grad``: ~7 s of compiling each) to :data:`QUICK_TRAIN`.
 
     Args:
       networks: names from :data:`NETWORKS`.
@@ -504,4 +598,6 @@ def network_cases(networks: tuple[str, ...] = NETWORKS, attentions: tuple[str, .
     """
     for network in networks:
         for attention in attentions:
+            if network.startswith("torchvision_") and attention == "se":
+                continue  # timm's SEModule is timm's; a torchvision ResNet takes prcm_torch blocks (or none)
             yield NetworkCase(network, attention, train=not quick or attention in QUICK_TRAIN, **kwargs)

@@ -1,19 +1,106 @@
-"""Layers the network twins share: PyTorch-faithful BatchNorm, timm's ``make_divisible`` and
-convolution init, and :class:`Modes` (a layer that takes ``nnx.view``'s ``deterministic``).
+"""Layers the network twins share: PyTorch-faithful BatchNorm (and timm's BatchNormAct), timm's
+``make_divisible``, activations, convolutions padded and initialised as timm's, the input check,
+and :class:`Modes` (a layer that takes ``nnx.view``'s ``deterministic``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype, Initializer
 
-__all__ = ["BatchNorm", "Modes", "make_divisible", "conv_kernel_init"]
+__all__ = [
+    "BatchNorm",
+    "BatchNormAct",
+    "Modes",
+    "ACTIVATIONS",
+    "make_divisible",
+    "conv_kernel_init",
+    "grouped_conv_kernel_init",
+    "create_conv2d",
+    "check_image",
+]
 
 #: timm's ``nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`` for a Flax
 #: ``(kh, kw, in, out)`` kernel: normal with variance ``2 / (kh * kw * out)``.
 conv_kernel_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+#: timm's activation names (``create_act_layer``) -> the JAX function computing what the torch
+#: layer does (``nn.ReLU``, ``nn.ReLU6``, ``nn.SiLU``, ``nn.Hardswish``, ``nn.Sigmoid``,
+#: ``nn.Hardsigmoid``: ``relu6(x + 3) / 6``, the same formula as torch's kernels).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "silu": jax.nn.silu,
+    "hard_swish": jax.nn.hard_swish,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+}
+
+
+def grouped_conv_kernel_init(groups: int = 1) -> Initializer:
+    """timm's EfficientNet init (``_init_weight_goog``): normal with variance ``2 / fan_out``,
+    ``fan_out = kh * kw * out / groups`` (a depthwise kernel's fan-out is ``kh * kw``).
+
+    Args:
+      groups: the convolution's groups (``feature_group_count``).
+
+    >>> w = grouped_conv_kernel_init(64)(jax.random.key(0), (3, 3, 1, 64))
+    >>> round(float(w.std() ** 2 * 9), 1)  # variance 2 / 9
+    2.0
+    """
+    return nnx.initializers.variance_scaling(2.0 * groups, "fan_out", "normal")
+
+
+def create_conv2d(cin: int, cout: int, kernel: int, stride: int = 1, *, groups: int = 1, use_bias: bool = False,
+                  kernel_init: Initializer = conv_kernel_init, **kwargs: Any) -> nnx.Conv:  # fmt: skip
+    """A convolution padded as timm's ``create_conv2d`` with the default ``pad_type`` (torch's
+    symmetric ``padding=kernel // 2``, never ``'SAME'``, which pads a stride-2 convolution
+    on the other side).
+
+    Args:
+      cin: input channels.
+      cout: output channels.
+      kernel: kernel size (odd).
+      stride: stride.
+      groups: ``feature_group_count`` (``cin`` for a depthwise convolution).
+      use_bias: with a bias (initialised to zeros).
+      kernel_init: kernel initializer.
+      **kwargs: ``dtype``, ``param_dtype``, ``rngs``.
+
+    >>> conv = create_conv2d(8, 8, 5, 2, groups=8, rngs=nnx.Rngs(0))
+    >>> conv.kernel.shape, conv.padding, conv(jnp.ones((1, 9, 9, 8))).shape
+    ((5, 5, 1, 8), ((2, 2), (2, 2)), (1, 5, 5, 8))
+    """
+    pad = kernel // 2
+    return nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)), feature_group_count=groups,
+                    use_bias=use_bias, kernel_init=kernel_init, bias_init=nnx.initializers.zeros_init(), **kwargs)  # fmt: skip
+
+
+def check_image(owner: str, x: Any, in_chans: int) -> None:
+    """A network's input must be a floating-point JAX or NumPy array ``(B, H, W, in_chans)``.
+
+    Args:
+      owner: the network's name, for the message.
+      x: the input.
+      in_chans: the channels it must have.
+
+    >>> check_image("Net", jnp.ones((2, 3, 8, 8)), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: Net: expected an input (B, H, W, 3) (channels last, H and W >= 1), got shape (2, 3, 8, 8)
+    """
+    if not isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and type(x).__module__.split(".")[0] != "numpy":
+        raise TypeError(f"{owner}: expected a JAX or NumPy array, got {type(x).__name__}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{owner}: expected a floating-point input, got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[-1] != in_chans or 0 in x.shape[1:3]:
+        raise ValueError(f"{owner}: expected an input (B, H, W, {in_chans}) (channels last, H and W >= 1), "
+                         f"got shape {tuple(x.shape)}")  # fmt: skip
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -116,3 +203,30 @@ class Modes(nnx.Module):
         Args:
           deterministic: dropout off in the attention blocks (without one, nothing changes).
         """
+
+
+class BatchNormAct(BatchNorm):
+    """timm's ``BatchNormAct2d``: :class:`BatchNorm`, then its activation (``act``, inside the
+    layer as in timm, so the state_dict keys are a BatchNorm's).
+
+    Args:
+      num_features: channels (the last axis).
+      act: a name of :data:`ACTIVATIONS`, or ``None`` (timm's ``apply_act=False``).
+      **kwargs: as :class:`BatchNorm`.
+
+    >>> bn = BatchNormAct(4, act="relu", rngs=nnx.Rngs(0))
+    >>> bn.eval()
+    >>> float(bn(-jnp.ones((1, 2, 2, 4))).max()), sorted(nnx.to_pure_dict(nnx.state(bn)))
+    (0.0, ['bias', 'mean', 'scale', 'var'])
+    """
+
+    def __init__(self, num_features: int, act: str | None = "relu", **kwargs: Any) -> None:
+        if act is not None and act not in ACTIVATIONS:
+            raise ValueError(f"BatchNormAct: act must be None or one of {', '.join(ACTIVATIONS)}, got {act!r}")
+        super().__init__(num_features, **kwargs)
+        self.act = act
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, mask: None = None) -> jax.Array:
+        """Normalise ``x`` ``(..., C)`` (arguments as :meth:`BatchNorm.__call__`), then the activation."""
+        x = super().__call__(x, use_running_average, mask=mask)
+        return x if self.act is None else ACTIVATIONS[self.act](x)
