@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype, Initializer
 
+from prcm.validate import make_divisible
+
 __all__ = [
     "BatchNorm",
     "BatchNormAct",
@@ -101,25 +103,6 @@ def check_image(owner: str, x: Any, in_chans: int) -> None:
     if x.ndim != 4 or x.shape[-1] != in_chans or 0 in x.shape[1:3]:
         raise ValueError(f"{owner}: expected an input (B, H, W, {in_chans}) (channels last, H and W >= 1), "
                          f"got shape {tuple(x.shape)}")  # fmt: skip
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
-    """timm's ``make_divisible``: ``v`` rounded to a multiple of ``divisor``.
-
-    Args:
-      v: the value.
-      divisor: the multiple.
-      min_value: the smallest result (default ``divisor``).
-      round_limit: round up once more if the result fell below ``round_limit * v``.
-
-    >>> make_divisible(64 / 16, 8, round_limit=0.0), make_divisible(2048 / 16, 8, round_limit=0.0)
-    (8, 128)
-    """
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < round_limit * v:
-        new_v += divisor
-    return new_v
 
 
 class BatchNorm(nnx.BatchNorm):
