@@ -5,15 +5,16 @@ nothing here imports it. Its two tools that a user comparing frameworks needs,
 :func:`shared_dropout_mask` and :func:`pinned_precision`, are importable from here too (loaded
 on first use).
 
->>> import torch, prcm_torch, prcm_jax
->>> from flax import nnx
->>> t = prcm_torch.AffinePRCM(64).eval()
->>> j = torch_to_nnx(t, prcm_jax.AffinePRCM(64, rngs=nnx.Rngs(0)))
->>> j.eval()
->>> x = torch.randn(2, 64, 8, 8)
->>> y = j(x.permute(0, 2, 3, 1).numpy())
->>> bool(abs(y - t(x).permute(0, 2, 3, 1).detach().numpy()).max() < 1e-5)
-True
+Examples:
+    >>> import torch, prcm_torch, prcm_jax
+    >>> from flax import nnx
+    >>> t = prcm_torch.AffinePRCM(64).eval()
+    >>> j = torch_to_nnx(t, prcm_jax.AffinePRCM(64, rngs=nnx.Rngs(0)))
+    >>> j.eval()
+    >>> x = torch.randn(2, 64, 8, 8)
+    >>> y = j(x.permute(0, 2, 3, 1).numpy())
+    >>> bool(abs(y - t(x).permute(0, 2, 3, 1).detach().numpy()).max() < 1e-5)
+    True
 """
 
 import importlib

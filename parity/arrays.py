@@ -21,8 +21,9 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     Args:
       dtype: a torch dtype.
 
-    >>> str(numpy_dtype(torch.bfloat16)), str(numpy_dtype(torch.float32))
-    ('bfloat16', 'float32')
+    Examples:
+        >>> str(numpy_dtype(torch.bfloat16)), str(numpy_dtype(torch.float32))
+        ('bfloat16', 'float32')
     """
     if dtype in _BITS:
         return _BITS[dtype][1]
@@ -35,9 +36,10 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Args:
       tensor: any torch tensor, bfloat16 included.
 
-    >>> a = to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
-    >>> a.dtype == ml_dtypes.bfloat16, a.astype(np.float32).tolist()
-    (True, [1.5, -2.0])
+    Examples:
+        >>> a = to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+        >>> a.dtype == ml_dtypes.bfloat16, a.astype(np.float32).tolist()
+        (True, [1.5, -2.0])
     """
     tensor = tensor.detach().cpu()
     if tensor.dtype in _BITS:
@@ -52,8 +54,9 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
     Args:
       array: a NumPy or JAX array, bfloat16 included.
 
-    >>> to_torch(np.array([1.5], dtype=ml_dtypes.bfloat16)).dtype
-    torch.bfloat16
+    Examples:
+        >>> to_torch(np.array([1.5], dtype=ml_dtypes.bfloat16)).dtype
+        torch.bfloat16
     """
     array = np.array(array, copy=True)
     for torch_dtype, (bits, dtype) in _BITS.items():

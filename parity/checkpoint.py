@@ -79,9 +79,10 @@ def load_state_dict(source: TorchSource) -> tuple[dict[str, torch.Tensor], nn.Mo
       source: an ``nn.Module``, a state_dict, or a path to a ``.pt``/``.pth``/``.bin`` or
         ``.safetensors`` file.
 
-    >>> state, module = load_state_dict(nn.Linear(2, 3))
-    >>> sorted(state), type(module).__name__
-    (['bias', 'weight'], 'Linear')
+    Examples:
+        >>> state, module = load_state_dict(nn.Linear(2, 3))
+        >>> sorted(state), type(module).__name__
+        (['bias', 'weight'], 'Linear')
     """
     if isinstance(source, nn.Module):
         return source.state_dict(), source

@@ -437,11 +437,12 @@ def torch_to_nnx(source: TorchSource, nnx_module: nnx.Module, *, seed: int = 0) 
       ConversionError: with every missing, unexpected, ambiguous, misshaped or mistyped key;
         ``nnx_module`` is then unchanged.
 
-    >>> import prcm_torch, prcm_jax
-    >>> t = prcm_torch.PRCM(64)
-    >>> j = torch_to_nnx(t, prcm_jax.PRCM(64, rngs=nnx.Rngs(0)))
-    >>> bool((np.asarray(j.fuser.kernel[...]) == t.fuser.weight.detach().numpy().T).all())
-    True
+    Examples:
+        >>> import prcm_torch, prcm_jax
+        >>> t = prcm_torch.PRCM(64)
+        >>> j = torch_to_nnx(t, prcm_jax.PRCM(64, rngs=nnx.Rngs(0)))
+        >>> bool((np.asarray(j.fuser.kernel[...]) == t.fuser.weight.detach().numpy().T).all())
+        True
     """
     state, module = load_state_dict(source)
     leaves, current = _nnx_leaves(nnx_module)
@@ -463,10 +464,11 @@ def torch_to_linen(source: TorchSource, target: Mapping[str, Any] | None = None)
     Returns:
       ``{'params': ..., 'batch_stats': ...}`` (the collections the target has).
 
-    >>> import prcm_torch
-    >>> variables = torch_to_linen(prcm_torch.SEModule(64))
-    >>> jax.tree.map(jnp.shape, variables)
-    {'params': {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}}
+    Examples:
+        >>> import prcm_torch
+        >>> variables = torch_to_linen(prcm_torch.SEModule(64))
+        >>> jax.tree.map(jnp.shape, variables)
+        {'params': {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}}
     """
     state, module = load_state_dict(source)
     if target is None:
@@ -562,10 +564,11 @@ def nnx_to_torch(nnx_module: nnx.Module, torch_module: nn.Module) -> nn.Module:
     Returns:
       ``torch_module``, for chaining.
 
-    >>> import prcm_torch, prcm_jax
-    >>> t = nnx_to_torch(prcm_jax.ShiftOnlyPRCM(8, rngs=nnx.Rngs(0)), prcm_torch.ShiftOnlyPRCM(8, device="meta"))
-    >>> tuple(t.shift_proj.weight.shape), t.shift_proj.weight.device.type
-    ((8, 8), 'cpu')
+    Examples:
+        >>> import prcm_torch, prcm_jax
+        >>> t = nnx_to_torch(prcm_jax.ShiftOnlyPRCM(8, rngs=nnx.Rngs(0)), prcm_torch.ShiftOnlyPRCM(8, device="meta"))
+        >>> tuple(t.shift_proj.weight.shape), t.shift_proj.weight.device.type
+        ((8, 8), 'cpu')
     """
     if not isinstance(nnx_module, nnx.Module):
         raise TypeError(f"expected an nnx.Module as the source, got {type(nnx_module).__name__}")

@@ -14,17 +14,18 @@ needs its float64 reference math (``parity.proof.reference.HEADS``) and its :dat
 An option (:data:`OPTIONS`: the gate, SE's hidden activation) is a keyword of the same name
 in every framework; :meth:`Entry.config_of` reads it back from a torch block.
 
->>> CATALOG["AffinePRCM"].seed_name, CATALOG["AffinePRCM"].dropout
-('AffinePRCM', 'coeff_dropout')
->>> CATALOG["SEModule"].config(64, num_basis=8)
-{'reduction': 4}
->>> tuple(e.name for e in CATALOG.values() if e.dropout)
-('PRCM', 'AffinePRCM')
->>> CATALOG["ShiftOnlyPRCM"].options, CATALOG["SEModule"].options
-((), ('gate', 'act_layer'))
->>> import prcm_torch
->>> CATALOG["AffinePRCM"].config_of(prcm_torch.AffinePRCM(64, num_basis=4, dropout_rate=0.25, gate="hard_sigmoid"))
-{'num_basis': 4, 'dropout_rate': 0.25, 'gate': 'hard_sigmoid'}
+Examples:
+    >>> CATALOG["AffinePRCM"].seed_name, CATALOG["AffinePRCM"].dropout
+    ('AffinePRCM', 'coeff_dropout')
+    >>> CATALOG["SEModule"].config(64, num_basis=8)
+    {'reduction': 4}
+    >>> tuple(e.name for e in CATALOG.values() if e.dropout)
+    ('PRCM', 'AffinePRCM')
+    >>> CATALOG["ShiftOnlyPRCM"].options, CATALOG["SEModule"].options
+    ((), ('gate', 'act_layer'))
+    >>> import prcm_torch
+    >>> CATALOG["AffinePRCM"].config_of(prcm_torch.AffinePRCM(64, num_basis=4, dropout_rate=0.25, gate="hard_sigmoid"))
+    {'num_basis': 4, 'dropout_rate': 0.25, 'gate': 'hard_sigmoid'}
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ def error_line(err: BaseException, limit: int | None = None) -> str:
       err: the exception.
       limit: the most characters of its text (``None``: the whole first line).
 
-    >>> error_line(RuntimeError("operator torchvision::nms does not exist\\nmore"), limit=8)
-    'RuntimeError: operator'
+    Examples:
+        >>> error_line(RuntimeError("operator torchvision::nms does not exist\\nmore"), limit=8)
+        'RuntimeError: operator'
     """
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:limit]}"
 
@@ -40,8 +41,9 @@ def unavailable(*modules: str) -> dict[str, str]:
     Args:
       modules: importable names, e.g. ``"timm"``.
 
-    >>> unavailable("json", "no_such_module")
-    {'no_such_module': "ModuleNotFoundError: No module named 'no_such_module'"}
+    Examples:
+        >>> unavailable("json", "no_such_module")
+        {'no_such_module': "ModuleNotFoundError: No module named 'no_such_module'"}
     """
     why = {}
     for name in modules:
@@ -59,12 +61,13 @@ def comma_choices(name: str, allowed: Sequence[str]) -> Callable[[str], tuple[st
       name: what one value is called, for the message.
       allowed: the values accepted.
 
-    >>> comma_choices("dtype", ("float32", "bfloat16"))("float32, bfloat16")
-    ('float32', 'bfloat16')
-    >>> comma_choices("dtype", ("float32",))("float8")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: unknown dtype float8; choose from float32
+    Examples:
+        >>> comma_choices("dtype", ("float32", "bfloat16"))("float32, bfloat16")
+        ('float32', 'bfloat16')
+        >>> comma_choices("dtype", ("float32",))("float8")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: unknown dtype float8; choose from float32
     """
 
     def parse(text: str) -> tuple[str, ...]:
@@ -85,12 +88,13 @@ def at_least(minimum: int) -> Callable[[str], int]:
     Args:
       minimum: the smallest value accepted.
 
-    >>> at_least(1)("3")
-    3
-    >>> at_least(1)("0")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: expected an integer >= 1, got 0
+    Examples:
+        >>> at_least(1)("3")
+        3
+        >>> at_least(1)("0")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected an integer >= 1, got 0
     """
 
     def parse(text: str) -> int:

@@ -53,11 +53,12 @@ def check_basis_config(owner: str, channels: int | None, num_basis: int, dropout
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout probability on the coefficients, in ``[0, 1)``.
 
-    >>> check_basis_config("PRCM", 64, 8, 0.5)
-    >>> check_basis_config("PRCM", 64, 0, 0.5)
-    Traceback (most recent call last):
-    ...
-    ValueError: PRCM: num_basis must be >= 1, got 0
+    Examples:
+        >>> check_basis_config("PRCM", 64, 8, 0.5)
+        >>> check_basis_config("PRCM", 64, 0, 0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: PRCM: num_basis must be >= 1, got 0
     """
     if channels is not None:
         _check_int(owner, "channels", channels, 1)
@@ -73,8 +74,9 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, rou
     ``divisor``), one multiple up if that lost more than ``1 - round_limit`` of ``v``:
     timm's ``make_divisible``, written out so the blocks need no timm.
 
-    >>> make_divisible(64 / 16), make_divisible(100 * 0.25, 8, round_limit=0.0)
-    (8, 24)
+    Examples:
+        >>> make_divisible(64 / 16), make_divisible(100 * 0.25, 8, round_limit=0.0)
+        (8, 24)
     """
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
@@ -126,12 +128,13 @@ def check_se_config(
     Returns:
       the hidden width, ``>= 1``, or ``None`` without ``channels``.
 
-    >>> check_se_config("SEModule", 64), check_se_config("SEModule", 96, rd_ratio=0.25 / 6)
-    (16, 4)
-    >>> check_se_config("SEModule", 3, 4)
-    Traceback (most recent call last):
-    ...
-    ValueError: SEModule: channels // reduction must be >= 1, got 3 // 4 = 0
+    Examples:
+        >>> check_se_config("SEModule", 64), check_se_config("SEModule", 96, rd_ratio=0.25 / 6)
+        (16, 4)
+        >>> check_se_config("SEModule", 3, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: SEModule: channels // reduction must be >= 1, got 3 // 4 = 0
     """
     if problem := _width_problem(reduction, rd_ratio, rd_channels, rd_divisor, rd_round_fn):
         raise ValueError(f"{owner}: {problem}")
@@ -185,12 +188,13 @@ def check_gate(owner: str, gate: object) -> str:
       owner: class name used in the message.
       gate: ``'sigmoid'`` or ``'hard_sigmoid'`` (``relu6(z + 3) / 6``, MobileNetV3's).
 
-    >>> check_gate("PRCM", "hardsigmoid")
-    'hard_sigmoid'
-    >>> check_gate("PRCM", "tanh")
-    Traceback (most recent call last):
-    ...
-    ValueError: PRCM: gate must be one of 'sigmoid', 'hard_sigmoid', got 'tanh'
+    Examples:
+        >>> check_gate("PRCM", "hardsigmoid")
+        'hard_sigmoid'
+        >>> check_gate("PRCM", "tanh")
+        Traceback (most recent call last):
+        ...
+        ValueError: PRCM: gate must be one of 'sigmoid', 'hard_sigmoid', got 'tanh'
     """
     return _check_name(owner, "gate", gate, GATES)
 
@@ -202,12 +206,13 @@ def check_activation(owner: str, act_layer: object) -> str:
       owner: class name used in the message.
       act_layer: ``'relu'``, ``'silu'`` or ``'hard_swish'``.
 
-    >>> check_activation("SEModule", "swish")
-    'silu'
-    >>> check_activation("SEModule", "gelu")
-    Traceback (most recent call last):
-    ...
-    ValueError: SEModule: act_layer must be one of 'relu', 'silu', 'hard_swish', got 'gelu'
+    Examples:
+        >>> check_activation("SEModule", "swish")
+        'silu'
+        >>> check_activation("SEModule", "gelu")
+        Traceback (most recent call last):
+        ...
+        ValueError: SEModule: act_layer must be one of 'relu', 'silu', 'hard_swish', got 'gelu'
     """
     return _check_name(owner, "act_layer", act_layer, ACTIVATIONS)
 
@@ -215,10 +220,11 @@ def check_activation(owner: str, act_layer: object) -> str:
 def refuse_dropout(owner: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The keywords of a variant without dropout, refused if they hold a ``dropout_rate``.
 
-    >>> refuse_dropout("PRCMNoDropout", {"dropout_rate": 0.1})
-    Traceback (most recent call last):
-    ...
-    TypeError: PRCMNoDropout.__init__() got an unexpected keyword argument 'dropout_rate' (it has no dropout)
+    Examples:
+        >>> refuse_dropout("PRCMNoDropout", {"dropout_rate": 0.1})
+        Traceback (most recent call last):
+        ...
+        TypeError: PRCMNoDropout.__init__() got an unexpected keyword argument 'dropout_rate' (it has no dropout)
     """
     if "dropout_rate" in kwargs:
         raise TypeError(f"{owner}.__init__() got an unexpected keyword argument 'dropout_rate' (it has no dropout)")
@@ -247,10 +253,11 @@ def check_rate(owner: str, rate: object) -> None:
       owner: function or class name used in the message.
       rate: the probability.
 
-    >>> check_rate("keep_mask", 1.5)
-    Traceback (most recent call last):
-    ...
-    ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
+    Examples:
+        >>> check_rate("keep_mask", 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
     """
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"{owner}: dropout rate must be a float in [0, 1), got {rate!r}")
@@ -269,10 +276,11 @@ def check_rank(owner: str, shape: Sequence[int], *, channels_last: bool) -> tupl
     Returns:
       the shape as a tuple of ints (symbolic sizes, under ``jax.export``, as they are).
 
-    >>> check_rank("spatial_mean", (2, 3), channels_last=False)
-    Traceback (most recent call last):
-    ...
-    ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
+    Examples:
+        >>> check_rank("spatial_mean", (2, 3), channels_last=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
     shape = _dims(shape)
     if len(shape) < 3:
@@ -295,10 +303,11 @@ def check_factors(owner: str, shape: Sequence[int], *, channels_last: bool, **fa
       channels_last: the input's layout.
       **factors: each factor's shape, or ``None`` where the factor is absent.
 
-    >>> check_factors("recalibrate", (2, 3, 4), channels_last=False, scale=(2, 3), shift=(3,))
-    Traceback (most recent call last):
-    ...
-    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
+    Examples:
+        >>> check_factors("recalibrate", (2, 3, 4), channels_last=False, scale=(2, 3), shift=(3,))
+        Traceback (most recent call last):
+        ...
+        ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
     """
     shape = check_rank(owner, shape, channels_last=channels_last)
     expected = (shape[0], shape[-1] if channels_last else shape[1])
@@ -329,10 +338,11 @@ def check_input(
       channels: the channel count the weights were built for (``None``: not known yet).
       channels_last: ``True`` for Flax's ``(B, *spatial, C)``, ``False`` for torch's ``(B, C, *spatial)``.
 
-    >>> check_input("PRCM", (2, 32, 8, 8), "float32", True, 64, channels_last=False)
-    Traceback (most recent call last):
-    ...
-    ValueError: PRCM: expected 64 channels on axis 1 of the input (B, C, *spatial), got 32 (shape (2, 32, 8, 8))
+    Examples:
+        >>> check_input("PRCM", (2, 32, 8, 8), "float32", True, 64, channels_last=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: PRCM: expected 64 channels on axis 1 of the input (B, C, *spatial), got 32 (shape (2, 32, 8, 8))
     """
     shape = check_rank(owner, shape, channels_last=channels_last)
     if not is_floating:

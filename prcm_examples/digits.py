@@ -97,8 +97,9 @@ class TorchNet(nn.Module):
     Args:
       block: recalibration in each block (see :data:`BLOCKS`).
 
-    >>> tuple(TorchNet("AffinePRCM")(torch.zeros(2, 1, 8, 8)).shape)
-    (2, 10)
+    Examples:
+        >>> tuple(TorchNet("AffinePRCM")(torch.zeros(2, 1, 8, 8)).shape)
+        (2, 10)
     """
 
     def __init__(self, block: str = "AffinePRCM") -> None:
@@ -145,8 +146,9 @@ class Net(Modes):
       block: recalibration in each block (see :data:`BLOCKS`).
       rngs: parameter and dropout streams.
 
-    >>> Net("AffinePRCM", rngs=nnx.Rngs(0))(jnp.zeros((2, 8, 8, 1))).shape
-    (2, 10)
+    Examples:
+        >>> Net("AffinePRCM", rngs=nnx.Rngs(0))(jnp.zeros((2, 8, 8, 1))).shape
+        (2, 10)
     """
 
     def __init__(self, block: str = "AffinePRCM", *, rngs: nnx.Rngs) -> None:
@@ -361,9 +363,10 @@ class Estimate:
       lo: lower end of the interval.
       hi: upper end of the interval.
 
-    >>> e = Estimate(1.5, -0.3, 3.3)
-    >>> f"{e:+.1f}", e.excludes_zero
-    ('+1.5 [-0.3, +3.3]', False)
+    Examples:
+        >>> e = Estimate(1.5, -0.3, 3.3)
+        >>> f"{e:+.1f}", e.excludes_zero
+        ('+1.5 [-0.3, +3.3]', False)
     """
 
     mean: float
@@ -378,8 +381,9 @@ class Estimate:
     def clipped(self, lo: float, hi: float) -> Estimate:
         """The interval cut to ``[lo, hi]`` (a t interval on an accuracy can pass 100%).
 
-        >>> f"{Estimate(98.0, 95.5, 100.5).clipped(0, 100):.1f}"
-        '98.0 [95.5, 100.0]'
+        Examples:
+            >>> f"{Estimate(98.0, 95.5, 100.5).clipped(0, 100):.1f}"
+            '98.0 [95.5, 100.0]'
         """
         return Estimate(self.mean, max(self.lo, lo), min(self.hi, hi))
 
@@ -408,9 +412,10 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDE
       values: one value per run, at least two.
       confidence: the interval's level.
 
-    >>> e = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # mean 3, s.e.m. sqrt(1/2), t(0.975, 4) = 2.7764
-    >>> round(e.mean, 4), round(e.lo, 4), round(e.hi, 4)
-    (3.0, 1.0368, 4.9632)
+    Examples:
+        >>> e = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # mean 3, s.e.m. sqrt(1/2), t(0.975, 4) = 2.7764
+        >>> round(e.mean, 4), round(e.lo, 4), round(e.hi, 4)
+        (3.0, 1.0368, 4.9632)
     """
     runs = _runs(values)
     return _t(runs.mean(), scipy.stats.sem(runs), len(runs) - 1, confidence)
@@ -425,8 +430,9 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
       b: the paired value of each run of ``a``, in the same order.
       confidence: the interval's level.
 
-    >>> f"{paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # differences 2, 3, 1: s.e.m. sqrt(1/3), 2 d.f.
-    '2.00 [-0.48, 4.48]'
+    Examples:
+        >>> f"{paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # differences 2, 3, 1: s.e.m. sqrt(1/3), 2 d.f.
+        '2.00 [-0.48, 4.48]'
     """
     a, b = _runs(a), _runs(b)
     if a.shape != b.shape:
@@ -444,8 +450,9 @@ def welch_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
       b: one value per run of the other group.
       confidence: the interval's level.
 
-    >>> f"{welch_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # s.e. sqrt(2/3), 4 d.f.: 2 -+ 2.7764 x 0.8165
-    '2.00 [-0.27, 4.27]'
+    Examples:
+        >>> f"{welch_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # s.e. sqrt(2/3), 4 d.f.: 2 -+ 2.7764 x 0.8165
+        '2.00 [-0.27, 4.27]'
     """
     a, b = _runs(a), _runs(b)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)

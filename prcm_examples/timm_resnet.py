@@ -54,8 +54,9 @@ EPS32 = float(np.finfo(np.float32).eps)
 def load_data(image: int = 32, seed: int = 0) -> Data:
     """scikit-learn's digits (1,797 images), bilinearly upscaled from 8x8 to ``image`` x ``image``.
 
-    >>> load_data(16).x_train.shape
-    (1437, 1, 16, 16)
+    Examples:
+        >>> load_data(16).x_train.shape
+        (1437, 1, 16, 16)
     """
     from sklearn.datasets import load_digits
 
@@ -72,9 +73,10 @@ def load_data(image: int = 32, seed: int = 0) -> Data:
 def create_timm(name: str = "resnet18", device: str | None = None) -> torch.nn.Module:
     """timm's ``name`` for 1-channel digits with an AffinePRCM block in every attention slot.
 
-    >>> m = create_timm("mobilenetv3_small_100", device="meta")
-    >>> type(m.blocks[0][0].se).__name__, m.blocks[0][0].se.basis.shape[1], type(m.blocks[1][0].se).__name__
-    ('AffinePRCM', 16, 'Identity')
+    Examples:
+        >>> m = create_timm("mobilenetv3_small_100", device="meta")
+        >>> type(m.blocks[0][0].se).__name__, m.blocks[0][0].se.basis.shape[1], type(m.blocks[1][0].se).__name__
+        ('AffinePRCM', 16, 'Identity')
     """
     import timm
     from timm.models._efficientnet_blocks import SqueezeExcite

@@ -63,12 +63,13 @@ def spatial_mean(x: jax.Array) -> jax.Array:
     Returns:
       ``(B, C)`` in ``x.dtype``.
 
-    >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype == jnp.bfloat16
-    True
-    >>> spatial_mean(jnp.ones((2, 3)))
-    Traceback (most recent call last):
-    ...
-    ValueError: spatial_mean: expected an input (B, *spatial, C) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
+    Examples:
+        >>> spatial_mean(jnp.ones((2, 4, 5, 3), jnp.bfloat16)).dtype == jnp.bfloat16
+        True
+        >>> spatial_mean(jnp.ones((2, 3)))
+        Traceback (most recent call last):
+        ...
+        ValueError: spatial_mean: expected an input (B, *spatial, C) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
     check_rank("spatial_mean", jnp.shape(x), channels_last=True)
     acc = jnp.promote_types(x.dtype, jnp.float32)
@@ -83,12 +84,13 @@ def recalibrate(x: jax.Array, scale: jax.Array | None = None, shift: jax.Array |
       scale: ``(B, C)`` multiplicative factor, or ``None``.
       shift: ``(B, C)`` additive term, or ``None``.
 
-    >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones((2, 3))).shape
-    (2, 4, 3)
-    >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones(3))
-    Traceback (most recent call last):
-    ...
-    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, *spatial, C) of shape (2, 4, 3), got shift (3,)
+    Examples:
+        >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones((2, 3))).shape
+        (2, 4, 3)
+        >>> recalibrate(jnp.ones((2, 4, 3)), shift=jnp.ones(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, *spatial, C) of shape (2, 4, 3), got shift (3,)
     """
     check_factors("recalibrate", jnp.shape(x), channels_last=True,
                   scale=None if scale is None else jnp.shape(scale), shift=None if shift is None else jnp.shape(shift))  # fmt: skip
@@ -118,12 +120,13 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
       rate: dropout probability, in ``[0, 1)``.
       shape: mask shape, ``(B, num_basis)`` for the modules.
 
-    >>> keep_mask(jax.random.key(0), 0.5, (2, 8)).shape
-    (2, 8)
-    >>> keep_mask(jax.random.key(0), 1.5, (2, 8))
-    Traceback (most recent call last):
-    ...
-    ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
+    Examples:
+        >>> keep_mask(jax.random.key(0), 0.5, (2, 8)).shape
+        (2, 8)
+        >>> keep_mask(jax.random.key(0), 1.5, (2, 8))
+        Traceback (most recent call last):
+        ...
+        ValueError: keep_mask: dropout rate must be in [0, 1), got 1.5
     """
     check_rate("keep_mask", rate)
     return jax.random.bernoulli(key, 1.0 - rate, shape)
@@ -139,8 +142,9 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
       rate: dropout probability in ``[0, 1)``.
       key: PRNG key; the mask is ``keep_mask(key, rate, x.shape)``.
 
-    >>> dropout(jnp.ones((2, 8)), 0.5, jax.random.key(0)).shape
-    (2, 8)
+    Examples:
+        >>> dropout(jnp.ones((2, 8)), 0.5, jax.random.key(0)).shape
+        (2, 8)
     """
     check_rate("dropout", rate)
     mask = keep_mask(key, rate, x.shape)
@@ -157,8 +161,9 @@ ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu, "hard_swish": 
 def gate(z: jax.Array, name: str) -> jax.Array:
     """The gate ``name`` (``'sigmoid'`` or ``'hard_sigmoid'``) applied to the logits ``z``.
 
-    >>> gate(jnp.array([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
-    [0.0, 0.5, 0.75]
+    Examples:
+        >>> gate(jnp.array([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
+        [0.0, 0.5, 0.75]
     """
     return GATE_FUNCTIONS[check_gate("gate", name)](z)
 
@@ -166,8 +171,9 @@ def gate(z: jax.Array, name: str) -> jax.Array:
 def activation(z: jax.Array, name: str) -> jax.Array:
     """The hidden activation ``name`` (``'relu'``, ``'silu'``, ``'hard_swish'``) applied to ``z``.
 
-    >>> activation(jnp.array([-4.0, 4.0]), "hard_swish").tolist()
-    [-0.0, 4.0]
+    Examples:
+        >>> activation(jnp.array([-4.0, 4.0]), "hard_swish").tolist()
+        [-0.0, 4.0]
     """
     return ACTIVATION_FUNCTIONS[check_activation("activation", name)](z)
 
@@ -205,9 +211,10 @@ def basis_recalibration(
       precision: precision of every dot product.
       owner: name used in error messages.
 
-    >>> k = jax.random.key(0)
-    >>> basis_recalibration(jnp.ones((2, 5, 5, 16)), jnp.ones((4, 16)), jnp.ones((4, 16))).shape
-    (2, 5, 5, 16)
+    Examples:
+        >>> k = jax.random.key(0)
+        >>> basis_recalibration(jnp.ones((2, 5, 5, 16)), jnp.ones((4, 16)), jnp.ones((4, 16))).shape
+        (2, 5, 5, 16)
     """
     if jnp.ndim(basis) != 2:
         raise ValueError(f"{owner}: expected basis of shape (num_basis, channels), got {jnp.shape(basis)}")
@@ -251,10 +258,11 @@ def squeeze_excitation(
       precision: precision of every dot product.
       owner: name used in error messages.
 
-    >>> y = squeeze_excitation(jnp.ones((1, 8, 8, 16)), jnp.ones((16, 4)), jnp.zeros(4),
-    ...                        jnp.ones((4, 16)), jnp.zeros(16))
-    >>> y.shape
-    (1, 8, 8, 16)
+    Examples:
+        >>> y = squeeze_excitation(jnp.ones((1, 8, 8, 16)), jnp.ones((16, 4)), jnp.zeros(4),
+        ...                        jnp.ones((4, 16)), jnp.zeros(16))
+        >>> y.shape
+        (1, 8, 8, 16)
     """
     if jnp.ndim(fc1_kernel) != 2:
         raise ValueError(f"{owner}: expected fc1_kernel of shape (channels, hidden), got {jnp.shape(fc1_kernel)}")

@@ -27,9 +27,10 @@ def torch_linear_bias_init(fan_in: int) -> Initializer:
     Args:
       fan_in: the layer's input features.
 
-    >>> b = torch_linear_bias_init(16)(jax.random.key(0), (4,))
-    >>> b.shape, bool(jnp.all(jnp.abs(b) <= 0.25))
-    ((4,), True)
+    Examples:
+        >>> b = torch_linear_bias_init(16)(jax.random.key(0), (4,))
+        >>> b.shape, bool(jnp.all(jnp.abs(b) <= 0.25))
+        ((4,), True)
     """
     bound = 1.0 / fan_in**0.5
 

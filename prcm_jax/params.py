@@ -30,9 +30,10 @@ class LinearParams(nnx.Module):
       bias_init: bias initializer.
       rngs: the ``params`` stream.
 
-    >>> p = LinearParams(8, 64, rngs=nnx.Rngs(0))
-    >>> p.kernel.shape, p.bias
-    ((8, 64), None)
+    Examples:
+        >>> p = LinearParams(8, 64, rngs=nnx.Rngs(0))
+        >>> p.kernel.shape, p.bias
+        ((8, 64), None)
     """
 
     def __init__(

@@ -44,8 +44,9 @@ def dropout_stream(rngs: nnx.Rngs, keep_rngs: bool) -> nnx.RngStream | None:
       rngs: the constructor's ``nnx.Rngs``.
       keep_rngs: whether to keep a stream at all (as ``nnx.MultiHeadAttention``).
 
-    >>> dropout_stream(nnx.Rngs(params=0), keep_rngs=True) is None
-    True
+    Examples:
+        >>> dropout_stream(nnx.Rngs(params=0), keep_rngs=True) is None
+        True
     """
     if not keep_rngs or not _has_dropout_stream(rngs):
         return None
@@ -176,16 +177,17 @@ class PRCM(_BasisRecalibration):
       kernel_init: initializer of the projection (default torch's ``nn.Linear`` init).
       rngs: ``params`` stream for init; ``dropout`` (or ``default``) stream for the masks.
 
-    >>> from flax import nnx
-    >>> m = PRCM(64, num_basis=8, rngs=nnx.Rngs(0))
-    >>> m(jnp.ones((2, 16, 16, 64)), deterministic=True).shape
-    (2, 16, 16, 64)
-    >>> jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(m, nnx.Param)))
-    {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}
-    >>> nnx.view(m, deterministic=True).deterministic
-    True
-    >>> PRCM(64, gate="hard_sigmoid", rngs=nnx.Rngs(0)).gate
-    'hard_sigmoid'
+    Examples:
+        >>> from flax import nnx
+        >>> m = PRCM(64, num_basis=8, rngs=nnx.Rngs(0))
+        >>> m(jnp.ones((2, 16, 16, 64)), deterministic=True).shape
+        (2, 16, 16, 64)
+        >>> jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(m, nnx.Param)))
+        {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}
+        >>> nnx.view(m, deterministic=True).deterministic
+        True
+        >>> PRCM(64, gate="hard_sigmoid", rngs=nnx.Rngs(0)).gate
+        'hard_sigmoid'
     """
 
     scale_name = "fuser"
@@ -205,10 +207,11 @@ class AffinePRCM(_BasisRecalibration):
       **kwargs: ``gate``, ``dtype``, ``param_dtype``, ``precision``, ``deterministic``,
         ``keep_rngs``, initializers and ``rngs``, as :class:`PRCM`.
 
-    >>> from flax import nnx
-    >>> m = AffinePRCM(32, num_basis=4, deterministic=True, rngs=nnx.Rngs(params=0))
-    >>> m(jnp.ones((1, 8, 8, 32))).shape
-    (1, 8, 8, 32)
+    Examples:
+        >>> from flax import nnx
+        >>> m = AffinePRCM(32, num_basis=4, deterministic=True, rngs=nnx.Rngs(params=0))
+        >>> m(jnp.ones((1, 8, 8, 32))).shape
+        (1, 8, 8, 32)
     """
 
     scale_name = "scale_proj"
@@ -226,9 +229,10 @@ class PRCMNoDropout(PRCM):
       num_basis: number of basis vectors ``K``.
       **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
 
-    >>> from flax import nnx
-    >>> PRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((3, 10, 16))).shape
-    (3, 10, 16)
+    Examples:
+        >>> from flax import nnx
+        >>> PRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((3, 10, 16))).shape
+        (3, 10, 16)
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
@@ -243,9 +247,10 @@ class AffinePRCMNoDropout(AffinePRCM):
       num_basis: number of basis vectors ``K``.
       **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
 
-    >>> from flax import nnx
-    >>> AffinePRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((2, 4, 4, 4, 16))).shape
-    (2, 4, 4, 4, 16)
+    Examples:
+        >>> from flax import nnx
+        >>> AffinePRCMNoDropout(16, rngs=nnx.Rngs(0))(jnp.ones((2, 4, 4, 4, 16))).shape
+        (2, 4, 4, 4, 16)
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
@@ -262,9 +267,10 @@ class ShiftOnlyPRCM(_BasisRecalibration):
       num_basis: number of basis vectors ``K``.
       **kwargs: as :class:`PRCM` (``deterministic`` and ``gate`` are accepted and change nothing).
 
-    >>> from flax import nnx
-    >>> ShiftOnlyPRCM(64, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 64))).shape
-    (1, 8, 8, 64)
+    Examples:
+        >>> from flax import nnx
+        >>> ShiftOnlyPRCM(64, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 64))).shape
+        (1, 8, 8, 64)
     """
 
     scale_name = None

@@ -43,15 +43,16 @@ class SEModule(nnx.Module):
         biases use torch's ``uniform(±1/sqrt(fan_in))``).
       rngs: ``params`` stream for init.
 
-    >>> from flax import nnx
-    >>> m = SEModule(64, rngs=nnx.Rngs(0))
-    >>> m(jnp.ones((2, 8, 8, 64))).shape
-    (2, 8, 8, 64)
-    >>> jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(m, nnx.Param)))
-    {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}
-    >>> m = SEModule(96, rd_channels=4, act_layer="silu", gate="hard_sigmoid", rngs=nnx.Rngs(0))
-    >>> m.fc1.kernel.shape, m.act_layer, m.gate
-    ((96, 4), 'silu', 'hard_sigmoid')
+    Examples:
+        >>> from flax import nnx
+        >>> m = SEModule(64, rngs=nnx.Rngs(0))
+        >>> m(jnp.ones((2, 8, 8, 64))).shape
+        (2, 8, 8, 64)
+        >>> jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(m, nnx.Param)))
+        {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}
+        >>> m = SEModule(96, rd_channels=4, act_layer="silu", gate="hard_sigmoid", rngs=nnx.Rngs(0))
+        >>> m.fc1.kernel.shape, m.act_layer, m.gate
+        ((96, 4), 'silu', 'hard_sigmoid')
     """
 
     def __init__(

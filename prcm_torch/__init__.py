@@ -4,10 +4,11 @@ State dicts saved from the seed notebook's classes load with ``strict=True``. Ev
 timm ``attn_layer`` and ``se_layer``; :func:`prcm_torch.timm.swap_attention` puts blocks into a
 built timm model (timm is imported only there, when called).
 
->>> import torch
->>> from prcm_torch import AffinePRCM
->>> tuple(AffinePRCM(64)(torch.randn(1, 64, 32, 32)).shape)
-(1, 64, 32, 32)
+Examples:
+    >>> import torch
+    >>> from prcm_torch import AffinePRCM
+    >>> tuple(AffinePRCM(64)(torch.randn(1, 64, 32, 32)).shape)
+    (1, 64, 32, 32)
 """
 
 from prcm_torch.prcm import PRCM, AffinePRCM, AffinePRCMNoDropout, PRCMNoDropout, ShiftOnlyPRCM

@@ -27,8 +27,9 @@ def eager_checks() -> bool:
     ``torch.export``) or FX traces, where they would specialise symbolic sizes into
     constants. TorchScript skips them through ``torch.jit.is_scripting()`` at the call site.
 
-    >>> eager_checks()
-    True
+    Examples:
+        >>> eager_checks()
+        True
     """
     return not (torch.compiler.is_compiling() or _is_fx_symbolic_tracing())
 
@@ -62,12 +63,13 @@ def spatial_mean(x: Tensor) -> Tensor:
     Returns:
       ``(B, C)`` in ``x.dtype``.
 
-    >>> tuple(spatial_mean(torch.ones(2, 3, 4, 5, dtype=torch.float16)).shape)
-    (2, 3)
-    >>> spatial_mean(torch.ones(2, 3))
-    Traceback (most recent call last):
-    ...
-    ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
+    Examples:
+        >>> tuple(spatial_mean(torch.ones(2, 3, 4, 5, dtype=torch.float16)).shape)
+        (2, 3)
+        >>> spatial_mean(torch.ones(2, 3))
+        Traceback (most recent call last):
+        ...
+        ValueError: spatial_mean: expected an input (B, C, *spatial) with at least one spatial axis (3 or more dimensions), got shape (2, 3)
     """
     if not torch.jit.is_scripting() and eager_checks():
         check_rank("spatial_mean", x.shape, channels_last=False)
@@ -83,12 +85,13 @@ def recalibrate(x: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tenso
       scale: ``(B, C)`` multiplicative factor, or ``None``.
       shift: ``(B, C)`` additive term, or ``None``.
 
-    >>> tuple(recalibrate(torch.ones(2, 3, 4), scale=torch.full((2, 3), 2.0)).shape)
-    (2, 3, 4)
-    >>> recalibrate(torch.ones(2, 3, 4), shift=torch.ones(3))
-    Traceback (most recent call last):
-    ...
-    ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
+    Examples:
+        >>> tuple(recalibrate(torch.ones(2, 3, 4), scale=torch.full((2, 3), 2.0)).shape)
+        (2, 3, 4)
+        >>> recalibrate(torch.ones(2, 3, 4), shift=torch.ones(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: recalibrate: expected (B, C) = (2, 3) factors for an input (B, C, *spatial) of shape (2, 3, 4), got shift (3,)
     """
     if not torch.jit.is_scripting() and eager_checks():
         check_factors("recalibrate", x.shape, channels_last=False,
@@ -109,8 +112,9 @@ def gate(z: Tensor, name: str) -> Tensor:
       name: ``'sigmoid'`` or ``'hard_sigmoid'`` (``relu6(z + 3) / 6``: torch's ``hardsigmoid``, and
         ``jax.nn.hard_sigmoid``'s formula; at ±3 its slope is 0).
 
-    >>> gate(torch.tensor([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
-    [0.0, 0.5, 0.75]
+    Examples:
+        >>> gate(torch.tensor([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
+        [0.0, 0.5, 0.75]
     """
     if name == "sigmoid":
         return z.sigmoid()
@@ -126,8 +130,9 @@ def activation(z: Tensor, name: str) -> Tensor:
       z: any shape.
       name: ``'relu'``, ``'silu'`` or ``'hard_swish'``.
 
-    >>> activation(torch.tensor([-1.0, 3.0]), "hard_swish").tolist()
-    [-0.3333333432674408, 3.0]
+    Examples:
+        >>> activation(torch.tensor([-1.0, 3.0]), "hard_swish").tolist()
+        [-0.3333333432674408, 3.0]
     """
     if name == "relu":
         return F.relu(z)

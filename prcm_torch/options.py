@@ -36,8 +36,9 @@ def layer_name(value: object) -> object:
     """The name of a torch or timm layer class (or a ``functools.partial`` of one, without
     positional arguments) in the family's options; any other value as it is.
 
-    >>> layer_name(nn.Hardsigmoid), layer_name("relu"), layer_name(functools.partial(nn.ReLU, inplace=True))
-    ('hard_sigmoid', 'relu', 'relu')
+    Examples:
+        >>> layer_name(nn.Hardsigmoid), layer_name("relu"), layer_name(functools.partial(nn.ReLU, inplace=True))
+        ('hard_sigmoid', 'relu', 'relu')
     """
     if isinstance(value, functools.partial) and not value.args:
         value = value.func
@@ -63,12 +64,13 @@ def gate_name(owner: str, gate: object = None, gate_layer: object = None) -> str
       gate_layer: timm's keyword: a name (timm's spellings too) or ``nn.Sigmoid``,
         ``nn.Hardsigmoid`` and timm's classes for them.
 
-    >>> gate_name("PRCM", gate_layer="hard_sigmoid"), gate_name("PRCM")
-    ('hard_sigmoid', 'sigmoid')
-    >>> gate_name("PRCM", gate_layer=nn.Tanh)
-    Traceback (most recent call last):
-    ...
-    TypeError: PRCM: gate_layer must be one of 'sigmoid', 'hard_sigmoid' or a layer class for one (nn.Sigmoid, nn.Hardsigmoid or timm's classes for them), got torch.nn.modules.activation.Tanh
+    Examples:
+        >>> gate_name("PRCM", gate_layer="hard_sigmoid"), gate_name("PRCM")
+        ('hard_sigmoid', 'sigmoid')
+        >>> gate_name("PRCM", gate_layer=nn.Tanh)
+        Traceback (most recent call last):
+        ...
+        TypeError: PRCM: gate_layer must be one of 'sigmoid', 'hard_sigmoid' or a layer class for one (nn.Sigmoid, nn.Hardsigmoid or timm's classes for them), got torch.nn.modules.activation.Tanh
     """
     given = {k: _name(owner, k, v, GATES, check_gate) for k, v in (("gate", gate), ("gate_layer", gate_layer)) if v is not None}
     if len(set(given.values())) > 1:
@@ -85,8 +87,9 @@ def activation_name(owner: str, act_layer: object = "relu", force_act_layer: obj
       act_layer: the activation of the block around it (timm passes the block's own).
       force_act_layer: overrides ``act_layer`` (MobileNetV3 forces ``nn.ReLU``).
 
-    >>> activation_name("SEModule", nn.Hardswish, force_act_layer=nn.ReLU), activation_name("SEModule", "swish")
-    ('relu', 'silu')
+    Examples:
+        >>> activation_name("SEModule", nn.Hardswish, force_act_layer=nn.ReLU), activation_name("SEModule", "swish")
+        ('relu', 'silu')
     """
     value = act_layer if force_act_layer is None else force_act_layer
     keyword = "act_layer" if force_act_layer is None else "force_act_layer"

@@ -137,13 +137,14 @@ class PRCM(_BasisRecalibration):
       device: where to create the parameters (``"meta"`` for a skeleton to fill later).
       dtype: parameter dtype.
 
-    >>> m = PRCM(64, num_basis=8)
-    >>> tuple(m(torch.randn(2, 64, 16, 16)).shape)
-    (2, 64, 16, 16)
-    >>> sorted(m.state_dict())
-    ['basis', 'fuser.weight']
-    >>> PRCM(64, gate_layer=nn.Hardsigmoid, rd_ratio=0.25, act_layer=nn.SiLU).gate
-    'hard_sigmoid'
+    Examples:
+        >>> m = PRCM(64, num_basis=8)
+        >>> tuple(m(torch.randn(2, 64, 16, 16)).shape)
+        (2, 64, 16, 16)
+        >>> sorted(m.state_dict())
+        ['basis', 'fuser.weight']
+        >>> PRCM(64, gate_layer=nn.Hardsigmoid, rd_ratio=0.25, act_layer=nn.SiLU).gate
+        'hard_sigmoid'
     """
 
     scale_name = "fuser"
@@ -162,13 +163,14 @@ class AffinePRCM(_BasisRecalibration):
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
       **kwargs: ``gate=``, timm's keywords, ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> m = AffinePRCM(64, dtype=torch.float64)
-    >>> tuple(m(torch.randn(1, 64, 8, 8, dtype=torch.float64)).shape)
-    (1, 64, 8, 8)
-    >>> sorted(m.state_dict())
-    ['basis', 'scale_proj.weight', 'shift_proj.weight']
-    >>> AffinePRCM(64, gate="hard_sigmoid").gate
-    'hard_sigmoid'
+    Examples:
+        >>> m = AffinePRCM(64, dtype=torch.float64)
+        >>> tuple(m(torch.randn(1, 64, 8, 8, dtype=torch.float64)).shape)
+        (1, 64, 8, 8)
+        >>> sorted(m.state_dict())
+        ['basis', 'scale_proj.weight', 'shift_proj.weight']
+        >>> AffinePRCM(64, gate="hard_sigmoid").gate
+        'hard_sigmoid'
     """
 
     scale_name = "scale_proj"
@@ -186,8 +188,9 @@ class PRCMNoDropout(PRCM):
       num_basis: number of basis vectors ``K``.
       **kwargs: ``gate=``, timm's keywords, ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> tuple(PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape)
-    (3, 32, 10)
+    Examples:
+        >>> tuple(PRCMNoDropout(32, num_basis=4)(torch.randn(3, 32, 10)).shape)
+        (3, 32, 10)
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs: Any) -> None:
@@ -202,8 +205,9 @@ class AffinePRCMNoDropout(AffinePRCM):
       num_basis: number of basis vectors ``K``.
       **kwargs: ``gate=``, timm's keywords, ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> tuple(AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape)
-    (2, 16, 4, 4, 4)
+    Examples:
+        >>> tuple(AffinePRCMNoDropout(16)(torch.randn(2, 16, 4, 4, 4)).shape)
+        (2, 16, 4, 4, 4)
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs: Any) -> None:
@@ -222,9 +226,10 @@ class ShiftOnlyPRCM(_BasisRecalibration):
       num_basis: number of basis vectors ``K``.
       **kwargs: ``gate=`` (no effect), timm's keywords, ``device=``, ``dtype=``, as :class:`PRCM`.
 
-    >>> m = ShiftOnlyPRCM(64, device="meta", gate_layer="hard_sigmoid")
-    >>> m.basis.device.type, sorted(m.state_dict()), m.gate
-    ('meta', ['basis', 'shift_proj.weight'], None)
+    Examples:
+        >>> m = ShiftOnlyPRCM(64, device="meta", gate_layer="hard_sigmoid")
+        >>> m.basis.device.type, sorted(m.state_dict()), m.gate
+        ('meta', ['basis', 'shift_proj.weight'], None)
     """
 
     scale_name = None

@@ -40,14 +40,15 @@ class SEModule(nn.Module):
       device: where to create the parameters (``"meta"`` for a skeleton to fill later).
       dtype: parameter dtype.
 
-    >>> m = SEModule(64, reduction=4)
-    >>> tuple(m(torch.randn(2, 64, 8, 8)).shape)
-    (2, 64, 8, 8)
-    >>> {k: tuple(v.shape) for k, v in m.state_dict().items()}
-    {'fc1.weight': (16, 64), 'fc1.bias': (16,), 'fc2.weight': (64, 16), 'fc2.bias': (64,)}
-    >>> m = SEModule(96, rd_ratio=0.25 / 6, act_layer=nn.SiLU, gate_layer="hard_sigmoid")
-    >>> m.rd_channels, m.act_layer, m.gate
-    (4, 'silu', 'hard_sigmoid')
+    Examples:
+        >>> m = SEModule(64, reduction=4)
+        >>> tuple(m(torch.randn(2, 64, 8, 8)).shape)
+        (2, 64, 8, 8)
+        >>> {k: tuple(v.shape) for k, v in m.state_dict().items()}
+        {'fc1.weight': (16, 64), 'fc1.bias': (16,), 'fc2.weight': (64, 16), 'fc2.bias': (64,)}
+        >>> m = SEModule(96, rd_ratio=0.25 / 6, act_layer=nn.SiLU, gate_layer="hard_sigmoid")
+        >>> m.rd_channels, m.act_layer, m.gate
+        (4, 'silu', 'hard_sigmoid')
     """
 
     def __init__(

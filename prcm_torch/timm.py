@@ -3,13 +3,14 @@
 Models whose entry points fix their ``se_layer`` (MobileNetV3, RegNet, SE-ResNet, ...) take a
 PRCM block this way. timm is imported when the function is called, never before.
 
->>> import timm, torch, prcm_torch
->>> model = timm.create_model("mobilenetv3_small_100", num_classes=10)
->>> swaps = swap_attention(model, prcm_torch.AffinePRCM, num_basis=4)
->>> len(swaps), swaps[0].path, swaps[0].old, swaps[0].new.gate
-(9, 'blocks.0.0.se', 'timm.models._efficientnet_blocks.SqueezeExcite', 'hard_sigmoid')
->>> tuple(model(torch.randn(2, 3, 32, 32)).shape)
-(2, 10)
+Examples:
+    >>> import timm, torch, prcm_torch
+    >>> model = timm.create_model("mobilenetv3_small_100", num_classes=10)
+    >>> swaps = swap_attention(model, prcm_torch.AffinePRCM, num_basis=4)
+    >>> len(swaps), swaps[0].path, swaps[0].old, swaps[0].new.gate
+    (9, 'blocks.0.0.se', 'timm.models._efficientnet_blocks.SqueezeExcite', 'hard_sigmoid')
+    >>> tuple(model(torch.randn(2, 3, 32, 32)).shape)
+    (2, 10)
 """
 
 from __future__ import annotations
@@ -149,12 +150,13 @@ def swap_attention(
         ``unknown`` not ``"raise"``/``"keep"``.
       TypeError: ``model`` is not an ``nn.Module``, ``block`` is not callable.
 
-    >>> import timm, prcm_torch
-    >>> model = timm.create_model("seresnet18", num_classes=10)
-    >>> swaps = swap_attention(model, prcm_torch.PRCM, num_basis=4)
-    >>> first = swaps[0]
-    >>> first.path, first.channels, type(model.layer1[0].se).__name__
-    ('layer1.0.se', 64, 'PRCM')
+    Examples:
+        >>> import timm, prcm_torch
+        >>> model = timm.create_model("seresnet18", num_classes=10)
+        >>> swaps = swap_attention(model, prcm_torch.PRCM, num_basis=4)
+        >>> first = swaps[0]
+        >>> first.path, first.channels, type(model.layer1[0].se).__name__
+        ('layer1.0.se', 64, 'PRCM')
     """
     import prcm_torch
 

@@ -111,10 +111,11 @@ def bound_limit(dtype: str, shape: tuple[int, ...], num_basis: int, grad: bool) 
 
         limit = 2 * (stages + [accumulating in the dtype] * sum(log2(n) for n in reductions)) / 2
 
-    >>> round(bound_limit("float32", (1, 64, 64, 64), 8, grad=False), 1)
-    28.0
-    >>> bound_limit("bfloat16", (1, 64, 64, 64), 8, grad=True)
-    14.0
+    Examples:
+        >>> round(bound_limit("float32", (1, 64, 64, 64), 8, grad=False), 1)
+        28.0
+        >>> bound_limit("bfloat16", (1, 64, 64, 64), 8, grad=True)
+        14.0
     """
     batch, channels, spatial = shape[0], shape[1], int(np.prod(shape[2:]))
     reductions = [spatial, channels, num_basis] + ([spatial, channels, num_basis, batch] if grad else [])
@@ -189,12 +190,13 @@ def cases(
     ``mean-path`` rows leave out shapes with one spatial position, where the gradient has no
     part through the mean to compare.
 
-    >>> {c.shape for c in cases(modules=("PRCM",), directions=("torch->nnx",), modes=("mean-path",))} & {(1, 32, 1, 1)}
-    set()
-    >>> list(cases(modules=("PRCM",), modes=("mean-path",), shapes=(((1, 32, 1, 1), 1),)))
-    []
-    >>> sorted({c.options for c in cases(modules=("PRCM", "ShiftOnlyPRCM"), directions=("torch->nnx",))})
-    [(), (('gate', 'hard_sigmoid'),), (('gate', 'sigmoid'),)]
+    Examples:
+        >>> {c.shape for c in cases(modules=("PRCM",), directions=("torch->nnx",), modes=("mean-path",))} & {(1, 32, 1, 1)}
+        set()
+        >>> list(cases(modules=("PRCM",), modes=("mean-path",), shapes=(((1, 32, 1, 1), 1),)))
+        []
+        >>> sorted({c.options for c in cases(modules=("PRCM", "ShiftOnlyPRCM"), directions=("torch->nnx",))})
+        [(), (('gate', 'hard_sigmoid'),), (('gate', 'sigmoid'),)]
     """
     options = options or {}
     variants = [(module, tuple(v.items())) for module in modules for v in CATALOG[module].variants

@@ -35,12 +35,13 @@ def shared_dropout_mask(module: nn.Module, keep: np.ndarray | torch.Tensor) -> I
       module: a PRCM-family module, or a network of them.
       keep: boolean mask shaped like the coefficients, ``(B, num_basis)``.
 
-    >>> import prcm_torch
-    >>> m = prcm_torch.PRCM(8, num_basis=4, dropout_rate=0.5)
-    >>> with shared_dropout_mask(m, np.zeros((2, 4), bool)):
-    ...     y = m(torch.ones(2, 8, 3, 3))
-    >>> torch.allclose(y, torch.full_like(y, 0.5))  # every coefficient dropped: sigmoid(0)
-    True
+    Examples:
+        >>> import prcm_torch
+        >>> m = prcm_torch.PRCM(8, num_basis=4, dropout_rate=0.5)
+        >>> with shared_dropout_mask(m, np.zeros((2, 4), bool)):
+        ...     y = m(torch.ones(2, 8, 3, 3))
+        >>> torch.allclose(y, torch.full_like(y, 0.5))  # every coefficient dropped: sigmoid(0)
+        True
     """
     keep = torch.as_tensor(keep) if isinstance(keep, torch.Tensor) else to_torch(np.asarray(keep))
     if keep.dtype != torch.bool:

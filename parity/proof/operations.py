@@ -35,8 +35,9 @@ _LAYERS = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)
 class OpError(NamedTuple):
     """Normwise errors (float32 eps) of torch and JAX on one result of one layer.
 
-    >>> OpError(torch=1.5, jax=3.0).ratio
-    2.0
+    Examples:
+        >>> OpError(torch=1.5, jax=3.0).ratio
+        2.0
     """
 
     torch: float
@@ -80,12 +81,13 @@ def layer_errors(torch_model: torch.nn.Module, twin: nnx.Module, x: np.ndarray, 
     Returns:
       layer (timm name) -> ``"output"``, ``"grad input"``, ``"grad <parameter>"`` -> :class:`OpError`.
 
-    >>> import timm
-    >>> from prcm_jax.models import from_timm
-    >>> model = timm.create_model("resnet18", num_classes=10)
-    >>> errors = layer_errors(model, from_timm(model), np.ones((1, 32, 32, 3), np.float32), names=("conv1", "bn1"))
-    >>> sorted(errors["conv1"]), sorted(errors["bn1"])
-    (['grad input', 'grad weight', 'output'], ['grad bias', 'grad input', 'grad weight', 'output'])
+    Examples:
+        >>> import timm
+        >>> from prcm_jax.models import from_timm
+        >>> model = timm.create_model("resnet18", num_classes=10)
+        >>> errors = layer_errors(model, from_timm(model), np.ones((1, 32, 32, 3), np.float32), names=("conv1", "bn1"))
+        >>> sorted(errors["conv1"]), sorted(errors["bn1"])
+        (['grad input', 'grad weight', 'output'], ['grad bias', 'grad input', 'grad weight', 'output'])
     """
     model = copy.deepcopy(torch_model).double().train(train)
     seen: dict[str, list] = {}

@@ -21,9 +21,10 @@ def pinned_precision() -> Iterator[None]:
 
     The previous settings come back on exit.
 
-    >>> with pinned_precision():
-    ...     jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.fp32_precision
-    ('highest', 'ieee')
+    Examples:
+        >>> with pinned_precision():
+        ...     jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.fp32_precision
+        ('highest', 'ieee')
     """
     matmul = torch.backends.cuda.matmul.fp32_precision
     cudnn = torch.backends.cudnn.fp32_precision

@@ -218,12 +218,13 @@ def forward(
       kink: with ``bound``, the relative error (in units of a value's bound) within which a
         value may lie on either side of a kink (see the module doc); 0 takes the exact side.
 
-    >>> p = {"basis": np.ones((2, 3)), "shift_proj.weight": np.ones((3, 2))}
-    >>> forward(np.zeros((1, 3, 4)), p, kind="basis").shape
-    (1, 3, 4)
-    >>> p = {"basis": np.ones((1, 2)), "fuser.weight": np.full((2, 1), 4.0)}
-    >>> forward(np.ones((1, 2, 1)), p, kind="basis", gate="hard_sigmoid").ravel().tolist()
-    [1.0, 1.0]
+    Examples:
+        >>> p = {"basis": np.ones((2, 3)), "shift_proj.weight": np.ones((3, 2))}
+        >>> forward(np.zeros((1, 3, 4)), p, kind="basis").shape
+        (1, 3, 4)
+        >>> p = {"basis": np.ones((1, 2)), "fuser.weight": np.full((2, 1), 4.0)}
+        >>> forward(np.ones((1, 2, 1)), p, kind="basis", gate="hard_sigmoid").ravel().tolist()
+        [1.0, 1.0]
     """
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf propagate, as in both frameworks
         return _run(x, params, kind, None, keep, rate, bound, gate, act_layer, kink)[0]
@@ -256,9 +257,10 @@ def backward(
       bound: return running error bounds instead of the gradients.
       kink: with ``bound``, as :func:`forward`'s.
 
-    >>> p = {"basis": np.ones((2, 3)), "fuser.weight": np.ones((3, 2))}
-    >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4)), kind="basis"))
-    ['basis', 'fuser.weight', 'x']
+    Examples:
+        >>> p = {"basis": np.ones((2, 3)), "fuser.weight": np.ones((3, 2))}
+        >>> sorted(backward(np.ones((1, 3, 4)), p, np.ones((1, 3, 4)), kind="basis"))
+        ['basis', 'fuser.weight', 'x']
     """
     with np.errstate(invalid="ignore", over="ignore"):
         return _run(x, params, kind, cot, keep, rate, bound, gate, act_layer, kink)[1]
@@ -276,10 +278,11 @@ def error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float, scale: float | None
       eps: machine epsilon of the dtype under test.
       scale: the magnitude errors are measured against (for example ``max`` of a bound).
 
-    >>> error_in_eps(np.array([1.0, np.nan]), np.array([1.0, np.nan]), 1e-7)
-    0.0
-    >>> error_in_eps(np.array([1.0, 0.0]), np.array([1.0, np.nan]), 1e-7)
-    inf
+    Examples:
+        >>> error_in_eps(np.array([1.0, np.nan]), np.array([1.0, np.nan]), 1e-7)
+        0.0
+        >>> error_in_eps(np.array([1.0, 0.0]), np.array([1.0, np.nan]), 1e-7)
+        inf
     """
     y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
     if y.shape != ref.shape:
@@ -302,12 +305,13 @@ def normwise_error_in_eps(y: np.ndarray, ref: np.ndarray, eps: float) -> float:
     A few entries far off (a ReLU unit on the other side of zero) weigh by their share of the
     norm, where :func:`error_in_eps` takes the worst entry.
 
-    >>> round(normwise_error_in_eps(np.array([3.0, 4.0 + 5e-7]), np.array([3.0, 4.0]), 1e-7), 6)
-    1.0
-    >>> normwise_error_in_eps(np.zeros(2), np.zeros(2), 1e-7)
-    0.0
-    >>> normwise_error_in_eps(np.array([1.0, np.nan]), np.array([1.0, 2.0]), 1e-7)
-    inf
+    Examples:
+        >>> round(normwise_error_in_eps(np.array([3.0, 4.0 + 5e-7]), np.array([3.0, 4.0]), 1e-7), 6)
+        1.0
+        >>> normwise_error_in_eps(np.zeros(2), np.zeros(2), 1e-7)
+        0.0
+        >>> normwise_error_in_eps(np.array([1.0, np.nan]), np.array([1.0, 2.0]), 1e-7)
+        inf
     """
     y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
     if y.shape != ref.shape:

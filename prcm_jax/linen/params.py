@@ -28,9 +28,10 @@ class LinearParams(nn.Module):
       kernel_init: kernel initializer.
       bias_init: bias initializer.
 
-    >>> kernel, bias = LinearParams(8, 64).init_with_output(jax.random.key(0))[0]
-    >>> kernel.shape, bias
-    ((8, 64), None)
+    Examples:
+        >>> kernel, bias = LinearParams(8, 64).init_with_output(jax.random.key(0))[0]
+        >>> kernel.shape, bias
+        ((8, 64), None)
     """
 
     in_features: int

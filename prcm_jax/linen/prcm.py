@@ -92,14 +92,15 @@ class PRCM(_BasisRecalibration):
       basis_init: initializer of ``basis`` (default standard normal, as torch).
       kernel_init: initializer of the projections (default torch's ``nn.Linear`` init).
 
-    >>> m = PRCM(num_basis=8)
-    >>> variables = m.init(jax.random.key(0), jnp.ones((1, 16, 16, 64)), deterministic=True)
-    >>> jax.tree.map(jnp.shape, variables)
-    {'params': {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}}
-    >>> m.apply(variables, jnp.ones((2, 16, 16, 64)), deterministic=True).shape
-    (2, 16, 16, 64)
-    >>> PRCM(gate="hard_sigmoid").gate
-    'hard_sigmoid'
+    Examples:
+        >>> m = PRCM(num_basis=8)
+        >>> variables = m.init(jax.random.key(0), jnp.ones((1, 16, 16, 64)), deterministic=True)
+        >>> jax.tree.map(jnp.shape, variables)
+        {'params': {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}}
+        >>> m.apply(variables, jnp.ones((2, 16, 16, 64)), deterministic=True).shape
+        (2, 16, 16, 64)
+        >>> PRCM(gate="hard_sigmoid").gate
+        'hard_sigmoid'
     """
 
     dropout_rate: float = 0.5
@@ -117,11 +118,12 @@ class AffinePRCM(_BasisRecalibration):
       deterministic: default of the call argument, as ``nn.Dropout``.
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
-    >>> m = AffinePRCM(num_basis=4, deterministic=False)
-    >>> x = jnp.ones((2, 8, 8, 32))
-    >>> variables = m.init(jax.random.key(0), x)
-    >>> m.apply(variables, x, rngs={'dropout': jax.random.key(1)}).shape
-    (2, 8, 8, 32)
+    Examples:
+        >>> m = AffinePRCM(num_basis=4, deterministic=False)
+        >>> x = jnp.ones((2, 8, 8, 32))
+        >>> variables = m.init(jax.random.key(0), x)
+        >>> m.apply(variables, x, rngs={'dropout': jax.random.key(1)}).shape
+        (2, 8, 8, 32)
     """
 
     dropout_rate: float = 0.5
@@ -137,9 +139,10 @@ class PRCMNoDropout(PRCM):
       deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
-    >>> m = PRCMNoDropout(4)
-    >>> m.init_with_output(jax.random.key(0), jnp.ones((3, 10, 16)))[0].shape
-    (3, 10, 16)
+    Examples:
+        >>> m = PRCMNoDropout(4)
+        >>> m.init_with_output(jax.random.key(0), jnp.ones((3, 10, 16)))[0].shape
+        (3, 10, 16)
     """
 
     dropout_rate: ClassVar[float] = 0.0
@@ -153,9 +156,10 @@ class AffinePRCMNoDropout(AffinePRCM):
       deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
-    >>> m = AffinePRCMNoDropout(deterministic=True)
-    >>> m.init_with_output(jax.random.key(0), jnp.ones((2, 4, 4, 4, 16)))[0].shape
-    (2, 4, 4, 4, 16)
+    Examples:
+        >>> m = AffinePRCMNoDropout(deterministic=True)
+        >>> m.init_with_output(jax.random.key(0), jnp.ones((2, 4, 4, 4, 16)))[0].shape
+        (2, 4, 4, 4, 16)
     """
 
     dropout_rate: ClassVar[float] = 0.0
@@ -170,9 +174,10 @@ class ShiftOnlyPRCM(_BasisRecalibration):
       deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
-    >>> y, variables = ShiftOnlyPRCM().init_with_output(jax.random.key(0), jnp.ones((1, 8, 8, 64)))
-    >>> y.shape, sorted(variables['params'])
-    ((1, 8, 8, 64), ['basis', 'shift_proj'])
+    Examples:
+        >>> y, variables = ShiftOnlyPRCM().init_with_output(jax.random.key(0), jnp.ones((1, 8, 8, 64)))
+        >>> y.shape, sorted(variables['params'])
+        ((1, 8, 8, 64), ['basis', 'shift_proj'])
     """
 
     dropout_rate: ClassVar[float] = 0.0

@@ -37,9 +37,10 @@ class SEModule(nn.Module):
       precision: precision of every dot product.
       kernel_init: initializer of both kernels (default torch's ``nn.Linear`` init).
 
-    >>> variables = SEModule().init(jax.random.key(0), jnp.ones((1, 8, 8, 64)))
-    >>> jax.tree.map(jnp.shape, variables)
-    {'params': {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}}
+    Examples:
+        >>> variables = SEModule().init(jax.random.key(0), jnp.ones((1, 8, 8, 64)))
+        >>> jax.tree.map(jnp.shape, variables)
+        {'params': {'fc1': {'bias': (16,), 'kernel': (64, 16)}, 'fc2': {'bias': (64,), 'kernel': (16, 64)}}}
     """
 
     reduction: int | None = None

@@ -1,16 +1,17 @@
 """Networks in Flax NNX: twins of timm's ResNets (and ResNet-D), EfficientNets and MobileNetV3s
 with a pluggable attention block.
 
->>> import jax.numpy as jnp
->>> from flax import nnx
->>> import prcm_jax
->>> from prcm_jax.models import resnet18
->>> model = nnx.eval_shape(lambda: resnet18(attn_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
->>> nnx.eval_shape(lambda m, x: m(x, deterministic=True), model, jnp.ones((2, 32, 32, 3))).shape
-(2, 10)
+Examples:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> import prcm_jax
+    >>> from prcm_jax.models import resnet18
+    >>> model = nnx.eval_shape(lambda: resnet18(attn_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
+    >>> nnx.eval_shape(lambda m, x: m(x, deterministic=True), model, jnp.ones((2, 32, 32, 3))).shape
+    (2, 10)
 
-``from_timm(model)`` builds the twin of a timm ResNet, EfficientNet or MobileNetV3 (or a
-torchvision ResNet) and copies its weights.
+    ``from_timm(model)`` builds the twin of a timm ResNet, EfficientNet or MobileNetV3 (or a
+    torchvision ResNet) and copies its weights.
 """
 
 from prcm_jax.models.layers import (

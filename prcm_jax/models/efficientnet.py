@@ -91,11 +91,12 @@ class EfficientNet(Modes):
       rngs: ``params`` stream, and the ``dropout`` (or ``default``) stream the attention blocks,
         drop-path and the head's dropout fork their own from.
 
-    >>> m = nnx.eval_shape(lambda: efficientnet_b0(num_classes=10, rngs=nnx.Rngs(0)))
-    >>> m.blocks[1][0].conv_dw.kernel.shape, m.blocks[1][0].se.conv_reduce.kernel.shape, m.classifier.kernel.shape
-    ((3, 3, 1, 96), (1, 1, 96, 4), (1280, 10))
-    >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 64, 64, 3))).shape  # abstract: shapes only, no compute
-    (2, 10)
+    Examples:
+        >>> m = nnx.eval_shape(lambda: efficientnet_b0(num_classes=10, rngs=nnx.Rngs(0)))
+        >>> m.blocks[1][0].conv_dw.kernel.shape, m.blocks[1][0].se.conv_reduce.kernel.shape, m.classifier.kernel.shape
+        ((3, 3, 1, 96), (1, 1, 96, 4), (1280, 10))
+        >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 64, 64, 3))).shape  # abstract: shapes only, no compute
+        (2, 10)
     """
 
     def __init__(self, block_args: Sequence[Sequence[BlockArgs]], *, num_classes: int = 1000, num_features: int = 1280,
@@ -144,8 +145,9 @@ def efficientnet_block_args(channel_multiplier: float = 1.0, depth_multiplier: f
                             drop_path_rate: float = 0.0) -> tuple[tuple[BlockArgs, ...], ...]:  # fmt: skip
     """timm's ``_gen_efficientnet`` blocks for a width and depth multiplier.
 
-    >>> [len(s) for s in efficientnet_block_args(1.2, 1.4)]  # efficientnet_b3
-    [2, 3, 3, 5, 5, 6, 2]
+    Examples:
+        >>> [len(s) for s in efficientnet_block_args(1.2, 1.4)]  # efficientnet_b3
+        [2, 3, 3, 5, 5, 6, 2]
     """
     round_chs = functools.partial(round_channels, multiplier=channel_multiplier)
     return resolve_block_args(decode_arch_def(EFFICIENTNET_ARCH, depth_multiplier), stem_size=round_chs(32), act="silu",

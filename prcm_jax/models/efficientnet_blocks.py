@@ -100,9 +100,10 @@ class SqueezeExcite(Modes):
       param_dtype: parameter dtype.
       rngs: the ``params`` stream.
 
-    >>> se = SqueezeExcite(96, rd_channels=4, act="silu", rngs=nnx.Rngs(0))
-    >>> se.conv_reduce.kernel.shape, se(jnp.ones((2, 4, 4, 96))).shape
-    ((1, 1, 96, 4), (2, 4, 4, 96))
+    Examples:
+        >>> se = SqueezeExcite(96, rd_channels=4, act="silu", rngs=nnx.Rngs(0))
+        >>> se.conv_reduce.kernel.shape, se(jnp.ones((2, 4, 4, 96))).shape
+        ((1, 1, 96, 4), (2, 4, 4, 96))
     """
 
     def __init__(self, in_chs: int, rd_ratio: float = 0.25, rd_channels: int | None = None, *, act: str = "relu",
@@ -164,9 +165,10 @@ class DepthwiseSeparableConv(_Block):
       param_dtype: parameter dtype.
       rngs: parameter and dropout streams.
 
-    >>> b = DepthwiseSeparableConv(BlockArgs("ds", 32, 16, attn=True, rd_chs=8), se_layer="se", rngs=nnx.Rngs(0))
-    >>> b.conv_dw.kernel.shape, b.se.conv_reduce.kernel.shape, b(jnp.ones((2, 8, 8, 32))).shape
-    ((3, 3, 1, 32), (1, 1, 32, 8), (2, 8, 8, 16))
+    Examples:
+        >>> b = DepthwiseSeparableConv(BlockArgs("ds", 32, 16, attn=True, rd_chs=8), se_layer="se", rngs=nnx.Rngs(0))
+        >>> b.conv_dw.kernel.shape, b.se.conv_reduce.kernel.shape, b(jnp.ones((2, 8, 8, 32))).shape
+        ((3, 3, 1, 32), (1, 1, 32, 8), (2, 8, 8, 16))
     """
 
     def __init__(self, args: BlockArgs, *, se_layer: SeLayer = None, se_act: str | None = None, se_gate: str = "sigmoid",
@@ -196,10 +198,11 @@ class InvertedResidual(_Block):
       se_layer: as :class:`DepthwiseSeparableConv`, and ``se_act``, ``se_gate``, ``dtype``,
         ``param_dtype``, ``rngs``.
 
-    >>> args = BlockArgs("ir", 24, 24, kernel_size=5, mid_chs=144, act="silu", skip=True, attn=True, rd_chs=6)
-    >>> b = InvertedResidual(args, se_layer="se", rngs=nnx.Rngs(0))
-    >>> b.conv_dw.kernel.shape, b.se.conv_expand.kernel.shape, b(jnp.ones((2, 8, 8, 24))).shape
-    ((5, 5, 1, 144), (1, 1, 6, 144), (2, 8, 8, 24))
+    Examples:
+        >>> args = BlockArgs("ir", 24, 24, kernel_size=5, mid_chs=144, act="silu", skip=True, attn=True, rd_chs=6)
+        >>> b = InvertedResidual(args, se_layer="se", rngs=nnx.Rngs(0))
+        >>> b.conv_dw.kernel.shape, b.se.conv_expand.kernel.shape, b(jnp.ones((2, 8, 8, 24))).shape
+        ((5, 5, 1, 144), (1, 1, 6, 144), (2, 8, 8, 24))
     """
 
     def __init__(self, args: BlockArgs, *, se_layer: SeLayer = None, se_act: str | None = None, se_gate: str = "sigmoid",

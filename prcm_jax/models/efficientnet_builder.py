@@ -33,8 +33,9 @@ _KNOWN = {"r", "k", "s", "e", "c", "se"}
 def round_channels(channels: float, multiplier: float = 1.0, divisor: int = 8) -> int:
     """timm's ``round_channels``: ``channels * multiplier`` rounded to a multiple of ``divisor``.
 
-    >>> round_channels(1280, 1.1), round_channels(40, 1.2), round_channels(16 * 0.25)
-    (1408, 48, 8)
+    Examples:
+        >>> round_channels(1280, 1.1), round_channels(40, 1.2), round_channels(16 * 0.25)
+        (1408, 48, 8)
     """
     if not multiplier:
         return int(channels)
@@ -83,8 +84,9 @@ def decode_arch_def(arch_def: Sequence[Sequence[str]], depth_multiplier: float =
       arch_def: stages, each a list of block strings.
       depth_multiplier: scales each stage's repeats (rounded up).
 
-    >>> [len(s) for s in decode_arch_def([["ds_r1_k3_s1_e1_c16"], ["ir_r2_k3_s2_e6_c24"]], 1.2)]
-    [2, 3]
+    Examples:
+        >>> [len(s) for s in decode_arch_def([["ds_r1_k3_s1_e1_c16"], ["ir_r2_k3_s2_e6_c24"]], 1.2)]
+        [2, 3]
     """
     return [_scale_stage_depth([_decode_block_str(b) for b in stage], depth_multiplier) for stage in arch_def]
 
@@ -106,9 +108,10 @@ def resolve_block_args(stages: Sequence[Sequence[dict[str, Any]]], *, stem_size:
       rd_round_fn: rounds the SE's reduced width (``round``; MobileNetV3: :func:`round_channels`).
       drop_path_rate: the last block's drop-path rate (block ``i`` of ``n``: ``rate * i / n``).
 
-    >>> (b,), = resolve_block_args(decode_arch_def([["ir_r1_k5_s2_e6_c40_se0.25"]]), stem_size=24, act="silu")
-    >>> b.mid_chs, b.rd_chs, b.stride, b.skip
-    (144, 6, 2, False)
+    Examples:
+        >>> (b,), = resolve_block_args(decode_arch_def([["ir_r1_k5_s2_e6_c40_se0.25"]]), stem_size=24, act="silu")
+        >>> b.mid_chs, b.rd_chs, b.stride, b.skip
+        (144, 6, 2, False)
     """
     total = sum(len(s) for s in stages)
     in_chs, index, out = stem_size, 0, []

@@ -51,9 +51,10 @@ def grouped_conv_kernel_init(groups: int = 1) -> Initializer:
     Args:
       groups: the convolution's groups (``feature_group_count``).
 
-    >>> w = grouped_conv_kernel_init(64)(jax.random.key(0), (3, 3, 1, 64))
-    >>> round(float(w.std() ** 2 * 9), 1)  # variance 2 / 9
-    2.0
+    Examples:
+        >>> w = grouped_conv_kernel_init(64)(jax.random.key(0), (3, 3, 1, 64))
+        >>> round(float(w.std() ** 2 * 9), 1)  # variance 2 / 9
+        2.0
     """
     return nnx.initializers.variance_scaling(2.0 * groups, "fan_out", "normal")
 
@@ -74,9 +75,10 @@ def create_conv2d(cin: int, cout: int, kernel: int, stride: int = 1, *, groups: 
       kernel_init: kernel initializer.
       **kwargs: ``dtype``, ``param_dtype``, ``rngs``.
 
-    >>> conv = create_conv2d(8, 8, 5, 2, groups=8, rngs=nnx.Rngs(0))
-    >>> conv.kernel.shape, conv.padding, conv(jnp.ones((1, 9, 9, 8))).shape
-    ((5, 5, 1, 8), ((2, 2), (2, 2)), (1, 5, 5, 8))
+    Examples:
+        >>> conv = create_conv2d(8, 8, 5, 2, groups=8, rngs=nnx.Rngs(0))
+        >>> conv.kernel.shape, conv.padding, conv(jnp.ones((1, 9, 9, 8))).shape
+        ((5, 5, 1, 8), ((2, 2), (2, 2)), (1, 5, 5, 8))
     """
     pad = kernel // 2
     return nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)), feature_group_count=groups,
@@ -91,10 +93,11 @@ def check_image(owner: str, x: Any, in_chans: int) -> None:
       x: the input.
       in_chans: the channels it must have.
 
-    >>> check_image("Net", jnp.ones((2, 3, 8, 8)), 3)
-    Traceback (most recent call last):
-    ...
-    ValueError: Net: expected an input (B, H, W, 3) (channels last, H and W >= 1), got shape (2, 3, 8, 8)
+    Examples:
+        >>> check_image("Net", jnp.ones((2, 3, 8, 8)), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: Net: expected an input (B, H, W, 3) (channels last, H and W >= 1), got shape (2, 3, 8, 8)
     """
     if not isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and type(x).__module__.split(".")[0] != "numpy":
         raise TypeError(f"{owner}: expected a JAX or NumPy array, got {type(x).__name__}")
@@ -125,11 +128,12 @@ class BatchNorm(nnx.BatchNorm):
       scale_init: initializer of ``scale`` (``zeros`` for timm's ``zero_init_last``).
       rngs: the ``params`` stream.
 
-    >>> bn = BatchNorm(8, rngs=nnx.Rngs(0))
-    >>> y = bn(jnp.arange(32.0).reshape(2, 2, 1, 8))
-    >>> v = bn.var[...][0]  # 0.9 * 1 + 0.1 * 320 / 3, the unbiased variance of (0, 8, 16, 24)
-    >>> round(float(v), 4), str(v.dtype)
-    (11.5667, 'float32')
+    Examples:
+        >>> bn = BatchNorm(8, rngs=nnx.Rngs(0))
+        >>> y = bn(jnp.arange(32.0).reshape(2, 2, 1, 8))
+        >>> v = bn.var[...][0]  # 0.9 * 1 + 0.1 * 320 / 3, the unbiased variance of (0, 8, 16, 24)
+        >>> round(float(v), 4), str(v.dtype)
+        (11.5667, 'float32')
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, dtype: Dtype | None = None,
@@ -173,10 +177,11 @@ class Modes(nnx.Module):
     ``nnx.view(layer, deterministic=...)`` is accepted whether or not one of them has dropout,
     as ``nnx.Dropout`` and the :mod:`prcm_jax` blocks accept it.
 
-    >>> from prcm_jax.models import BasicBlock
-    >>> block = BasicBlock(64, 64, rngs=nnx.Rngs(0))  # no attention, no dropout
-    >>> nnx.view(block, deterministic=True, use_running_average=True).bn1.use_running_average
-    True
+    Examples:
+        >>> from prcm_jax.models import BasicBlock
+        >>> block = BasicBlock(64, 64, rngs=nnx.Rngs(0))  # no attention, no dropout
+        >>> nnx.view(block, deterministic=True, use_running_average=True).bn1.use_running_average
+        True
     """
 
     def set_view(self, deterministic: bool | None = None) -> None:
@@ -197,10 +202,11 @@ class BatchNormAct(BatchNorm):
       act: a name of :data:`ACTIVATIONS`, or ``None`` (timm's ``apply_act=False``).
       **kwargs: as :class:`BatchNorm`.
 
-    >>> bn = BatchNormAct(4, act="relu", rngs=nnx.Rngs(0))
-    >>> bn.eval()
-    >>> float(bn(-jnp.ones((1, 2, 2, 4))).max()), sorted(nnx.to_pure_dict(nnx.state(bn)))
-    (0.0, ['bias', 'mean', 'scale', 'var'])
+    Examples:
+        >>> bn = BatchNormAct(4, act="relu", rngs=nnx.Rngs(0))
+        >>> bn.eval()
+        >>> float(bn(-jnp.ones((1, 2, 2, 4))).max()), sorted(nnx.to_pure_dict(nnx.state(bn)))
+        (0.0, ['bias', 'mean', 'scale', 'var'])
     """
 
     def __init__(self, num_features: int, act: str | None = "relu", **kwargs: Any) -> None:

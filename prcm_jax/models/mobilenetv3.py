@@ -61,12 +61,13 @@ class MobileNetV3(Modes):
       rngs: ``params`` stream, and the ``dropout`` (or ``default``) stream the attention blocks,
         drop-path and the head's dropout fork their own from.
 
-    >>> import prcm_jax
-    >>> m = nnx.eval_shape(lambda: mobilenetv3_small_100(se_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
-    >>> m.blocks[0][0].se.basis.shape, m.blocks[2][0].se.basis.shape, m.conv_head.kernel.shape
-    ((8, 16), (8, 96), (1, 1, 576, 1024))
-    >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 64, 64, 3))).shape  # abstract: shapes only, no compute
-    (2, 10)
+    Examples:
+        >>> import prcm_jax
+        >>> m = nnx.eval_shape(lambda: mobilenetv3_small_100(se_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
+        >>> m.blocks[0][0].se.basis.shape, m.blocks[2][0].se.basis.shape, m.conv_head.kernel.shape
+        ((8, 16), (8, 96), (1, 1, 576, 1024))
+        >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 64, 64, 3))).shape  # abstract: shapes only, no compute
+        (2, 10)
     """
 
     def __init__(self, block_args: Sequence[Sequence[BlockArgs]], *, num_classes: int = 1000, num_features: int = 1280,
@@ -110,8 +111,9 @@ def mobilenetv3_block_args(variant: str, channel_multiplier: float = 1.0,
                            drop_path_rate: float = 0.0) -> tuple[tuple[BlockArgs, ...], ...]:  # fmt: skip
     """timm's ``_gen_mobilenet_v3`` blocks (``variant``: ``"small"`` or ``"large"``).
 
-    >>> [b.out_chs for s in mobilenetv3_block_args("small") for b in s][-3:]
-    [96, 96, 576]
+    Examples:
+        >>> [b.out_chs for s in mobilenetv3_block_args("small") for b in s][-3:]
+        [96, 96, 576]
     """
     round_chs = functools.partial(round_channels, multiplier=channel_multiplier)
     return resolve_block_args(decode_arch_def(MOBILENETV3_ARCH[variant][0]), stem_size=16, act="hard_swish",

@@ -65,8 +65,9 @@ def avg_pool_ceil(x: jax.Array) -> jax.Array:
     """torch's ``AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)`` (ResNet-D's
     shortcut): an odd edge gets a last window of the values it has.
 
-    >>> avg_pool_ceil(jnp.arange(9.0).reshape(1, 3, 3, 1))[0, :, :, 0].tolist()
-    [[2.0, 3.5], [6.5, 8.0]]
+    Examples:
+        >>> avg_pool_ceil(jnp.arange(9.0).reshape(1, 3, 3, 1))[0, :, :, 0].tolist()
+        [[2.0, 3.5], [6.5, 8.0]]
     """
     pad = ((0, x.shape[1] % 2), (0, x.shape[2] % 2))
     return nnx.avg_pool(x, (2, 2), strides=(2, 2), padding=pad, count_include_pad=False)
@@ -91,9 +92,10 @@ class SqueezeExcite(Modes):
       param_dtype: parameter dtype.
       rngs: the ``params`` stream.
 
-    >>> se = SqueezeExcite(256, rngs=nnx.Rngs(0))
-    >>> se.fc1.kernel.shape, se(jnp.ones((2, 4, 4, 256))).shape
-    ((1, 1, 256, 16), (2, 4, 4, 256))
+    Examples:
+        >>> se = SqueezeExcite(256, rngs=nnx.Rngs(0))
+        >>> se.fc1.kernel.shape, se(jnp.ones((2, 4, 4, 256))).shape
+        ((1, 1, 256, 16), (2, 4, 4, 256))
     """
 
     def __init__(self, channels: int, rd_ratio: float = 1 / 16, rd_divisor: int = 8, *, dtype: Dtype | None = None,
@@ -285,21 +287,22 @@ class ResNet(Modes):
       rngs: ``params`` stream, and the ``dropout`` (or ``default``) stream the attention
         blocks fork their own from.
 
-    >>> m = nnx.eval_shape(lambda: ResNet("basic", (1, 1, 1, 1), num_classes=10, attn_layer="se", rngs=nnx.Rngs(0)))
-    >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 32, 32, 3))).shape  # abstract: shapes only, no compute
-    (2, 10)
-    >>> m.layer2[0].downsample.layers[0].kernel.shape, m.layer2[0].se.fc1.kernel.shape
-    ((1, 1, 64, 128), (1, 1, 128, 8))
+    Examples:
+        >>> m = nnx.eval_shape(lambda: ResNet("basic", (1, 1, 1, 1), num_classes=10, attn_layer="se", rngs=nnx.Rngs(0)))
+        >>> nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((2, 32, 32, 3))).shape  # abstract: shapes only, no compute
+        (2, 10)
+        >>> m.layer2[0].downsample.layers[0].kernel.shape, m.layer2[0].se.fc1.kernel.shape
+        ((1, 1, 64, 128), (1, 1, 128, 8))
 
-    The factories carry timm's names (``resnet18`` .. ``resnet152``, ``resnet18d`` .. ``resnet152d``):
+        The factories carry timm's names (``resnet18`` .. ``resnet152``, ``resnet18d`` .. ``resnet152d``):
 
-    >>> import prcm_jax
-    >>> m = nnx.eval_shape(lambda: resnet18(attn_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
-    >>> m.layer4[1].se.basis.shape, m.fc.kernel.shape
-    ((8, 512), (512, 10))
-    >>> m = nnx.eval_shape(lambda: resnet50d(attn_layer="se", rngs=nnx.Rngs(0)))  # abstract: no memory, no init
-    >>> m.conv1.layers[6].kernel.shape, m.layer2[0].downsample.layers[1].kernel.shape, m.layer1[0].se.fc1.kernel.shape
-    ((3, 3, 32, 64), (1, 1, 256, 512), (1, 1, 256, 16))
+        >>> import prcm_jax
+        >>> m = nnx.eval_shape(lambda: resnet18(attn_layer=prcm_jax.AffinePRCM, num_classes=10, rngs=nnx.Rngs(0)))
+        >>> m.layer4[1].se.basis.shape, m.fc.kernel.shape
+        ((8, 512), (512, 10))
+        >>> m = nnx.eval_shape(lambda: resnet50d(attn_layer="se", rngs=nnx.Rngs(0)))  # abstract: no memory, no init
+        >>> m.conv1.layers[6].kernel.shape, m.layer2[0].downsample.layers[1].kernel.shape, m.layer1[0].se.fc1.kernel.shape
+        ((3, 3, 32, 64), (1, 1, 256, 512), (1, 1, 256, 16))
     """
 
     def __init__(self, block: str, layers: Sequence[int], *, num_classes: int = 1000, in_chans: int = 3,

@@ -73,13 +73,14 @@ def twin_config(model: Any) -> dict[str, Any]:
         same way (other block types, DropBlock, ``tf_`` same padding, non-default BatchNorm,
         pooling or activation layers, other attention modules, ...).
 
-    >>> import timm
-    >>> config = twin_config(timm.create_model("seresnet18", num_classes=10))
-    >>> config["block"], config["layers"], config["attn_layer"], config["num_classes"]
-    ('basic', (2, 2, 2, 2), 'se', 10)
-    >>> config = twin_config(timm.create_model("mobilenetv3_small_100", pretrained=False))
-    >>> [len(s) for s in config["block_args"]], config["se_layer"], config["se_gate"], config["act"]
-    ([1, 2, 3, 2, 3, 1], 'se', 'hard_sigmoid', 'hard_swish')
+    Examples:
+        >>> import timm
+        >>> config = twin_config(timm.create_model("seresnet18", num_classes=10))
+        >>> config["block"], config["layers"], config["attn_layer"], config["num_classes"]
+        ('basic', (2, 2, 2, 2), 'se', 10)
+        >>> config = twin_config(timm.create_model("mobilenetv3_small_100", pretrained=False))
+        >>> [len(s) for s in config["block_args"]], config["se_layer"], config["se_gate"], config["act"]
+        ([1, 2, 3, 2, 3, 1], 'se', 'hard_sigmoid', 'hard_swish')
     """
     return _checked(model)[0]
 
@@ -113,11 +114,12 @@ def from_timm(model: Any, weights: Any = None, *, seed: int = 0, dtype: Any = No
       parity.ConversionError: a variant the twins do not cover, named (before any work), or
         weights whose keys, shapes or dtypes do not fit.
 
-    >>> import timm, prcm_torch
-    >>> t = timm.create_model("resnet18", num_classes=10, block_args=dict(attn_layer=prcm_torch.PRCM)).eval()
-    >>> m = from_timm(t)
-    >>> type(m.layer1[0].se).__name__, m.layer1[0].bn1.use_running_average
-    ('PRCM', True)
+    Examples:
+        >>> import timm, prcm_torch
+        >>> t = timm.create_model("resnet18", num_classes=10, block_args=dict(attn_layer=prcm_torch.PRCM)).eval()
+        >>> m = from_timm(t)
+        >>> type(m.layer1[0].se).__name__, m.layer1[0].bn1.use_running_average
+        ('PRCM', True)
     """
     import parity
 

@@ -28,8 +28,9 @@ __all__ = [
 def grouped(problems: list[str]) -> list[str]:
     """``"where: what"`` lines, one per ``what``, naming the first places it occurs.
 
-    >>> grouped(["a.0: x", "a.1: x", "b: y"])
-    ['a.0, a.1: x', 'b: y']
+    Examples:
+        >>> grouped(["a.0: x", "a.1: x", "b: y"])
+        ['a.0, a.1: x', 'b: y']
     """
     places: dict[str, list[str]] = {}
     for line in problems:
