@@ -1,5 +1,6 @@
 """Every Python block of the docs site runs as written, on its own (a fresh interpreter in an
-empty folder), as the README's do; and the site builds with ``mkdocs build --strict``."""
+empty folder), as the README's do; every page is in the nav; CI builds the site with
+``mkdocs build --strict``."""
 
 import re
 import shutil
@@ -29,3 +30,7 @@ def test_every_page_is_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
     assert not {p for p in pages if p not in nav}, "pages missing from mkdocs.yml's nav"
+
+
+def test_ci_builds_the_docs_strictly():
+    assert "mkdocs build --strict" in (ROOT / ".ci" / "run").read_text()
