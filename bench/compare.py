@@ -145,7 +145,8 @@ def write(compared: Compared, out: Path) -> list[Path]:
     from bench import plots
 
     out.mkdir(parents=True, exist_ok=True)
-    title = "new / old per shared lane" + (f"; {compared.differences[0]}" if compared.differences else "")
+    counts = summary(compared).split(";")[0]
+    title = counts + (f"\n{'; '.join(compared.differences)}" if compared.differences else "")
     figures = plots.compare(out / "compare.png", compared.comparisons, title)
     path = out / "compare.md"
     path.write_text(markdown_of(compared, figures))

@@ -353,11 +353,11 @@ def roofline(out: Path, records: list[Record], comps: list[Comparison], meta: di
             ax.grid(True, alpha=0.3)
             _values_axis(ax, sizes)
             if col == 0:
-                ax.set_ylabel("fraction of the copy touching\\nthe same buffers (min. traffic)", fontsize=8)
+                ax.set_ylabel("fraction of the copy touching\nthe same buffers (min. traffic)", fontsize=8)
             if row == len(threads) - 1:
                 ax.set_xlabel("working set (MB)")
-    where = f"; dotted: last-level cache ({llc['bytes'] / 2**20:.0f} MiB), shaded: DRAM-resident (>= {DRAM_FACTOR}x it)" if llc else ""
-    _finish(fig, f"roofline: achieved bandwidth / a copy of the same working set{where}; red ring: above 1, a cache effect")
+    where = f"dotted: last-level cache ({llc['bytes'] / 2**20:.0f} MiB); shaded: DRAM-resident (>= {DRAM_FACTOR}x it); " if llc else ""
+    _finish(fig, f"roofline: achieved bandwidth / a copy touching the same buffers\n{where}red ring: above 1 (a cache effect, not a result)")
     return [_save(fig, out / "roofline.png", _legend([r.backend for r in roof], [r.module for r in roof]))]
 
 

@@ -127,15 +127,17 @@ def report_markdown(analysis: Analysis, figures: Iterable[str] = ()) -> str:
 
 
 def headline(analysis: Analysis) -> str:
-    """The README's headline table: each answer's figures with their 95% intervals and settings,
-    and the machine, versions, commit and date of the run, rendered from the results alone."""
-    rows = ["| question | measured (95% CI) | setting |", "|---|---|---|"]
+    """The README's headline table: one row per answer with its main figures (95% intervals)
+    and thread setting, then the machine, versions, commit and date of the run; rendered from
+    the results alone, so a README can be checked against its committed results file."""
+    rows = ["| question | measured (95% CI) | threads |", "|---|---|---|"]
     for answer in analysis.answers:
         parts = [p for p in answer.parts if p.brief]
-        if not parts:
-            rows.append(f"| {answer.question} | {answer.note} | |")
-        for i, part in enumerate(parts):
-            rows.append(f"| {answer.question if i == 0 else ''} | {part.label} {tables.fmt_ratio(part.comparison)} | {part.setting or answer.setting} |")
+        settings = {p.setting for p in parts if p.setting}
+        common = answer.setting or (settings.pop() if len(settings) == 1 else "")
+        cells = [f"{p.label} {tables.fmt_ratio(p.comparison)}" + (f" ({p.setting})" if p.setting and p.setting != common else "")
+                 for p in parts]  # fmt: skip
+        rows.append(f"| {answer.question} | {'; '.join([*cells, *([answer.note] if answer.note else [])])} | {common} |")
     return "\n".join([*rows, "", f"Machine: {machine_line(analysis.meta)}. Run: {run_line(analysis.meta)}."])
 
 

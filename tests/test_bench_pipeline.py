@@ -214,7 +214,7 @@ def test_a_report_opens_with_at_most_ten_answer_lines_with_intervals_and_setting
     assert "(1 thread)" in answers[0]  # everything is slower at 2 threads: each backend's fastest setting is 1
     assert any(a.startswith("- What XLA's fusion buys over eager JAX (jax-eager / jax-jit) per module, 1 thread: PRCM 8.00x [")
                and "; AffinePRCM 10.40x [" in a for a in answers)  # fmt: skip
-    assert any(a.startswith("- One training step at (8, 64, 56, 56) against jax-jit: PRCM torch-eager / jax-jit 2.00x [") for a in answers)
+    assert any(a.startswith("- One training step at (8, 64, 56, 56) against jax-jit, 1 thread: PRCM torch-eager / jax-jit 2.00x [") for a in answers)
     net = next(a for a in answers if a.startswith("- resnet18 at (1, 3, 64, 64)"))
     assert "torch's best (torch-eager CL) / jax-jit" in net and "AffinePRCM / none on torch-eager CL 1.05x [" in net
     assert any(a.startswith("- Which thread setting wins at the seed point (PRCM, 1 thread / 2 threads): torch-eager 0.67x [") and
@@ -419,10 +419,13 @@ def test_the_headline_table_and_results_page_render_from_the_results_alone(resul
     found = analysis.analyse(results)
     table = report.headline(found)
     lines = table.splitlines()
-    assert lines[0] == "| question | measured (95% CI) | setting |" and lines[-1].startswith("Machine: Test CPU, 2 CPUs, L1d 32 KiB, L2 1 MiB, L3 32 MiB")
+    assert lines[0] == "| question | measured (95% CI) | threads |" and lines[-1].startswith("Machine: Test CPU, 2 CPUs, L1d 32 KiB, L2 1 MiB, L3 32 MiB")
     assert "commit 0123456789; " in lines[-1] and "2026-01-02T03:04:05+00:00" in lines[-1] and "torch 2.14, jax 0.10" in lines[-1]
+    assert len(lines) == 2 + len(found.answers) + 2  # one row per answer
     assert any(row.startswith("| What AffinePRCM costs over PRCM") and "torch-eager 1.30x [" in row and row.endswith("| 1 thread |")
                for row in lines)  # fmt: skip
+    fusion = next(row for row in lines if row.startswith("| What XLA's fusion buys"))
+    assert "PRCM 8.00x [" in fusion and "SEModule" not in fusion  # the seed's two modules only
     assert report.headline(analysis.analyse(schema.loads(schema.dumps(results)))) == table  # the same from the file
     page = report.results_page(found, {"latency": [Path("latency.png")]}, prefix="img")
     assert page.startswith("# Results\n\n" + table) and "![latency.png](img/latency.png)" in page and "## network" in page
