@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace, out: Path, jax_cache: str) -> int:
     from bench.backends import resolve_device
     from bench.study import Study, make_pools
     from bench.workers import Options, WorkerError
-    from parity.precision import pinned_precision
+    from parity.proof.precision import pinned_precision
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
     device, reason = resolve_device(args.device)

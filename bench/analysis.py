@@ -30,40 +30,40 @@ def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
     """Every comparison of a report (or of a ``compare``), adjusted together for multiplicity:
     the one place significance over a family of comparisons is decided.
 
-    Hands the family to ``stats.adjust`` (Benjamini-Hochberg over the comparisons' p-values)
-    where the statistics provide it, and copies back each comparison's significance and
-    adjusted p-value; the comparisons as measured are left as they are.
+    :func:`bench.stats.adjust` (Benjamini-Hochberg at :data:`bench.stats.FDR` over the
+    comparisons' p-values) sets each comparison's ``q`` and its significance; the comparisons
+    as measured are left as they are. Comparisons without a p-value (a file of an earlier
+    bench) keep the significance of their own interval.
     """
-    adjust_ = getattr(stats, "adjust", None)
-    if adjust_ is None:
-        # TODO(stats): stats.adjust (Benjamini-Hochberg on the t-based p-values, with the noise
-        # threshold) is being written in bench/stats.py; until it lands each comparison keeps
-        # the significance of its own interval. Nothing else here changes when it does.
-        return [dataclasses.replace(c) for c in comparisons]
-    adjusted = adjust_([_ratio(c) for c in comparisons])
-    return [dataclasses.replace(c, significant=bool(r.significant), p_adjusted=getattr(r, "p_adjusted", c.p_adjusted))
-            for c, r in zip(comparisons, adjusted, strict=True)]  # fmt: skip
+    tested = [i for i, c in enumerate(comparisons) if c.p is not None]
+    out = [dataclasses.replace(c) for c in comparisons]
+    for i, r in zip(tested, stats.adjust([_ratio(comparisons[i]) for i in tested]), strict=True):
+        out[i].q, out[i].significant = r.q, bool(r.significant)
+    return out
 
 
 def _ratio(c: Comparison) -> stats.Ratio:
     """The :class:`bench.stats.Ratio` a comparison was made from (its optional fields included)."""
     names = {f.name for f in dataclasses.fields(stats.Ratio)} & {f.name for f in dataclasses.fields(Comparison)}
-    return stats.Ratio(c.ratio, *c.ci95, **{n: getattr(c, n) for n in names if getattr(c, n) is not None})
+    fields = {n: getattr(c, n) for n in names if getattr(c, n) is not None}
+    if "sessions" in fields:
+        fields["sessions"] = tuple(fields["sessions"])
+    return stats.Ratio(c.ratio, *c.ci95, **fields)
 
 
 def multiplicity(comparisons: Sequence[Comparison]) -> str:
-    """One sentence: how many comparisons, how many significant, and what a reader should
-    expect of chance among them."""
+    """One sentence: how many comparisons, how many significant, how many unstable, and how
+    many of the significant ones to expect to be false (:func:`bench.stats.false_findings`)."""
     n = len(comparisons)
     significant = sum(c.significant for c in comparisons)
     unstable = sum(bool(c.unstable) for c in comparisons)
-    text = f"{n} comparisons, {significant} significant" + (f", {unstable} unstable (sessions disagree)" if unstable else "")
-    fdr = getattr(stats, "FDR", None)
-    if getattr(stats, "adjust", None) is not None and fdr is not None:
-        return text + f"; significance adjusted over all of them (Benjamini-Hochberg at {fdr:.0%}): expect about {fdr * significant:.1f} of the significant ones to be false."
-    return (text + f"; each judged on its own {stats.CONFIDENCE:.0%} interval, with no adjustment over the family: among the "
-            f"comparisons with no real difference, up to {1 - stats.CONFIDENCE:.0%} may show as significant by chance, and "
-            "ratios that share a lane move together.")  # fmt: skip
+    text = f"{n} comparisons, {significant} significant" + (f", {unstable} unstable (sessions disagree: no value)" if unstable else "")
+    adjusted = [_ratio(c) for c in comparisons if c.q is not None]
+    text += (f"; significance over all of them by Benjamini-Hochberg at {stats.FDR:.0%}: expect up to "
+             f"{stats.false_findings(adjusted):.1f} of the significant ones to be false")  # fmt: skip
+    if unadjusted := n - len(adjusted):
+        text += f" ({unadjusted} from an earlier bench carry no p-value and are judged on their own interval)"
+    return text + ". Ratios that share a lane move together, so a count of them is not a count of independent evidence."
 
 
 def place(records: Iterable[Record], meta: dict[str, Any]) -> None:
@@ -296,12 +296,13 @@ def analyse(results: Results) -> Analysis:
     comparisons = adjust(results.comparisons)
     backends = results.meta.get("backends") or list(dict.fromkeys(r.backend for r in records if r.backend))
     found: dict[str, list[str]] = {}
+    stable = [c for c in comparisons if not c.unstable]  # an unstable ratio has no value: no finding rests on it
     for name in dict.fromkeys(r.suite for r in records):
         suite = SUITES.get(name)
         if suite is not None and suite.findings is not None:
             found[name] = suite.findings([r for r in records if r.suite == name],
-                                         [c for c in comparisons if c.suite == name and c.kind != "threads"], results.meta)  # fmt: skip
-    if threads := findings.threads(records, [c for c in comparisons if c.kind == "threads"], results.meta):
+                                         [c for c in stable if c.suite == name and c.kind != "threads"], results.meta)  # fmt: skip
+    if threads := findings.threads(records, [c for c in stable if c.kind == "threads"], results.meta):
         found["threads"] = threads
     notes = [multiplicity(comparisons)]
     ok = [r for r in records if r.status == "ok" and r.median_ms is not None]

@@ -110,9 +110,12 @@ def summary(compared: Compared) -> str:
     unstable = sum(bool(c.unstable) for c in comps)
     faster = sum(c.significant and c.ratio < 1 and not c.unstable for c in comps)
     slower = sum(c.significant and c.ratio > 1 and not c.unstable for c in comps)
-    mean = math.exp(sum(math.log(c.ratio) for c in comps) / len(comps))
+    stable = [c.ratio for c in comps if not c.unstable]
+    mean = math.exp(sum(map(math.log, stable)) / len(stable)) if stable else math.nan
     return (f"{len(comps)} shared lanes: new faster at {faster}, slower at {slower}, not significant at "
             f"{len(comps) - faster - slower - unstable}" + (f", unstable at {unstable}" if unstable else "")
+            + f" (Benjamini-Hochberg at {stats.FDR:.0%}: up to {stats.FDR * (faster + slower):.1f} of the {faster + slower} "
+            "significant expected false)"
             + f"; geometric mean of new / old {mean:.3f}x (descriptive: the lanes share machines and moments)")  # fmt: skip
 
 
@@ -120,7 +123,7 @@ def _table(compared: Compared, only_significant: bool) -> Table:
     table = Table("new / old per shared lane" + (", significant only" if only_significant else ""),
                   ["suite", "item", "variant", "backend", "threads", "input", "old ms", "new ms", "new / old (95% CI)"],
                   note="unpaired over both runs' sessions and rounds; < 1: the new run is faster")  # fmt: skip
-    rows = sorted(zip(compared.comparisons, compared.pairs), key=lambda cp: cp[0].ratio)
+    rows = sorted(zip(compared.comparisons, compared.pairs), key=lambda cp: (bool(cp[0].unstable), cp[0].ratio))
     for c, (o, n) in rows:
         if only_significant and not c.significant:
             continue

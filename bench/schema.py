@@ -22,7 +22,8 @@ __all__ = ["VERSION", "Record", "Comparison", "Results", "SchemaError", "load", 
 #: The version :func:`save` writes. 1: the files of earlier benches, without a ``schema`` key
 #: (read with the fields they lack set to ``None``); 2: adds ``layout``, per-round timings
 #: (``round_ms``, ``round_sessions``), the roofline's ``working_set``/``reference``/``memory_level``, and
-#: the comparisons' ``layout``, ``p_value``, ``p_adjusted``, ``unstable``, ``per_session``.
+#: the comparisons' ``layout`` and the statistics' ``p``, ``q``, ``dof``, ``sessions``, ``covers``,
+#: ``unstable`` (an unstable comparison's ``ratio`` is ``null``).
 VERSION = 2
 #: Parts of a results file that must be there.
 _TOP = ("meta", "records", "comparisons")
@@ -105,9 +106,11 @@ class Comparison:
     a new run against the same lane of an old one, ``python -m bench compare``).
 
     ``layout`` is the numerator's memory layout where the suite times several (torch
-    ``channels_first`` / ``channels_last``). ``p_value``, ``unstable`` and ``per_session`` come
-    from the statistics where they provide them (:meth:`from_ratio`); ``p_adjusted`` is set
-    by the analysis's multiplicity adjustment (:func:`bench.analysis.adjust`).
+    ``channels_first`` / ``channels_last``). ``p``, ``dof``, ``sessions`` (each session's
+    ratio), ``covers`` (what the interval covers: ``processes``, ``assumed`` or ``rounds``) and
+    ``unstable`` (the sessions disagree: ``ratio`` is NaN, saved as ``null``) come from
+    :class:`bench.stats.Ratio` (:meth:`from_ratio`); ``q``, the Benjamini-Hochberg adjusted
+    p-value, is set over a report's comparisons by :func:`bench.analysis.adjust`.
     """
 
     suite: str
@@ -129,17 +132,19 @@ class Comparison:
     network: str | None = None
     layout: str | None = None
     paired: bool = True
-    p_value: float | None = None
-    p_adjusted: float | None = None
+    p: float | None = None
+    q: float | None = None
+    dof: float | None = None
+    sessions: list[float] | None = None
+    covers: str | None = None
     unstable: bool | None = None
-    per_session: list[float] | None = None
 
     @classmethod
     def from_ratio(cls, ratio: Any, **fields: Any) -> Comparison:
         """A comparison from a :class:`bench.stats.Ratio` and the fields that place it.
 
         Besides the value, interval and significance, every field of the ratio whose name is
-        an optional field here (``p_value``, ``unstable``, ``per_session``) is carried over, so
+        an optional field here (``p``, ``q``, ``dof``, ``sessions``, ``covers``, ``unstable``) is carried over, so
         what the statistics add reaches ``results.json`` and the renderers without an edit here.
 
         >>> from bench.stats import Ratio
@@ -158,7 +163,7 @@ class Comparison:
 
 
 #: The optional fields :meth:`Comparison.from_ratio` takes from a ratio when it has them.
-_FROM_RATIO = ("p_value", "unstable", "per_session")
+_FROM_RATIO = ("p", "q", "dof", "sessions", "covers", "unstable")
 
 
 def _plain(value: Any) -> Any:
@@ -276,5 +281,6 @@ def _row(cls: type, row: Any, source: str, key: str, index: int) -> Any:
         ci = row["ci95"]
         if not (isinstance(ci, list) and len(ci) == 2):
             raise SchemaError(f"{source}: {key}[{index}].ci95 should be [lo, hi], got {ci!r}")
-        row = {**row, "ci95": [math.inf if v is None else v for v in ci]}  # an unbounded interval was saved as null
+        row = {**row, "ci95": [math.inf if v is None else v for v in ci],  # an unbounded interval was saved as null
+               "ratio": math.nan if row["ratio"] is None else row["ratio"]}  # so was an unstable ratio
     return cls(**row)

@@ -50,16 +50,17 @@ def fmt_ratio(c: Comparison | None) -> str:
     >>> c = Comparison("latency", "backend", "PRCM", None, "torch-eager", "jax-jit", 1, 64, 64, 8, 1, 1.01, [0.97, 1.04], False)
     >>> fmt_ratio(c)
     '1.01x [0.97, 1.04] n.s.'
-    >>> c.unstable, c.per_session = True, [0.9, 1.2, 1.25]
+    >>> c.covers = "rounds"
     >>> fmt_ratio(c)
-    'unstable: sessions disagree (0.90, 1.20, 1.25)'
+    '1.01x [0.97, 1.04] (one process) n.s.'
+    >>> c.unstable, c.sessions = True, [0.9, 1.2, 1.25]
+    >>> fmt_ratio(c)
+    'unstable: sessions disagree (0.90x, 1.20x, 1.25x)'
     """
     if c is None:
         return ""
-    if c.unstable:
-        values = ", ".join(f"{v:.2f}" for v in c.per_session or [])
-        return "unstable: sessions disagree" + (f" ({values})" if values else "")
-    return str(stats.Ratio(c.ratio, *c.ci95)) + ("" if c.significant else " n.s.")
+    ratio = stats.Ratio(c.ratio, *c.ci95, sessions=tuple(c.sessions or ()), covers=c.covers or "processes", unstable=bool(c.unstable))
+    return str(ratio) + ("" if c.significant or c.unstable else " n.s.")
 
 
 def fmt_overhead(c: Comparison | None) -> str:

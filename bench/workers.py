@@ -44,7 +44,7 @@ def _serve(conn: Any, options: Options) -> None:
         configure(options.threads, options.jax_async_dispatch, pin=True, jax_cache=options.jax_cache)
         from bench.backends import resolve_device
         from bench.runner import Runner
-        from parity.precision import pinned_precision
+        from parity.proof.precision import pinned_precision
 
         pinned_precision().__enter__()  # for the life of the worker
         device, _ = resolve_device(options.device)

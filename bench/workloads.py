@@ -39,8 +39,8 @@ from bench.backends import Call, Device, channels_first
 from bench.plan import COMPONENTS, FRAMEWORK, LOOP, MIN_TRAFFIC
 from parity.arrays import to_numpy
 from parity.convert import torch_state_dict, torch_to_nnx
-from parity.dropout import shared_dropout_mask
-from parity.reference import error_in_eps, normwise_error_in_eps
+from parity.proof.dropout import shared_dropout_mask
+from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
 from prcm.cli import unavailable
 from prcm_jax.functional import keep_mask
@@ -115,7 +115,7 @@ class Workload:
       bytes: the fewest bytes one application moves (:data:`MIN_TRAFFIC` x the input's size).
       tolerance: check limit, in float32 eps: x max|reference| per tensor, or (``normwise``)
         x the reference's 2-norm.
-      normwise: judge each tensor's normwise error (:func:`parity.reference.normwise_error_in_eps`)
+      normwise: judge each tensor's normwise error (:func:`parity.proof.reference.normwise_error_in_eps`)
         instead of its worst entry: a network's training step, whose gradients jump where
         float32 rounding puts a ReLU's or max-pool's input on the other side of a kink.
       nnx_model: the NNX module (for the dispatch paths), or ``None``.
@@ -160,7 +160,7 @@ CHUNK = 1 << 20
 
 
 def _error_in_eps(got: np.ndarray, want: np.ndarray) -> float:
-    """:func:`parity.reference.error_in_eps` in float32 eps x max|want|, taken piece by piece
+    """:func:`parity.proof.reference.error_in_eps` in float32 eps x max|want|, taken piece by piece
     for a large tensor (the roofline's 134 MB outputs: about ten times faster than whole), the
     same value: the largest error of any piece against the whole tensor's scale.
 

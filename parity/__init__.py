@@ -1,4 +1,9 @@
-"""Converters between the PyTorch and Flax PRCM-family modules, and the tools that prove they agree.
+"""Converters between PyTorch and Flax (NNX and linen) models, and checkpoint I/O: what users call.
+
+The proof that both frameworks agree lives apart, in :mod:`parity.proof` (``python -m parity``);
+nothing here imports it. Its two tools that a user comparing frameworks needs,
+:func:`shared_dropout_mask` and :func:`pinned_precision`, are importable from here too (loaded
+on first use).
 
 >>> import torch, prcm_torch, prcm_jax
 >>> from flax import nnx
@@ -10,6 +15,9 @@
 >>> bool(abs(y - t(x).permute(0, 2, 3, 1).detach().numpy()).max() < 1e-5)
 True
 """
+
+import importlib
+from typing import Any
 
 from parity.checkpoint import CheckpointError, load_state_dict
 from parity.convert import (
@@ -24,8 +32,16 @@ from parity.convert import (
     torch_to_linen,
     torch_to_nnx,
 )
-from parity.dropout import shared_dropout_mask
-from parity.precision import pinned_precision
+
+#: Names served from :mod:`parity.proof` on first use (PEP 562), so ``import parity`` does not load it.
+_PROOF = {"shared_dropout_mask": "parity.proof.dropout", "pinned_precision": "parity.proof.precision"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PROOF:
+        return getattr(importlib.import_module(_PROOF[name]), name)
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")
+
 
 __all__ = [
     "torch_to_nnx",

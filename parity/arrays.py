@@ -1,4 +1,4 @@
-"""Exact, copy-on-need transfers between torch tensors and NumPy / JAX arrays.
+"""Exact transfers between torch tensors and NumPy / JAX arrays.
 
 bfloat16 has no NumPy dtype of its own; JAX's ``ml_dtypes.bfloat16`` stands in, and the
 bits are moved through an int16 view so nothing is rounded.

@@ -373,8 +373,9 @@ def _where(like: Any) -> Sharding | None:
 def _to_flax(
     what: str, pairs: Iterable[_Pair], state: Mapping[str, torch.Tensor], current: Mapping[Path, Any]
 ) -> dict[_Leaf, Any]:
-    """Each torch value in Flax layout, from host memory straight to where the target's was
-    (every place is resolved first, so a bad one converts nothing); boxes stay boxed."""
+    """Each torch value in Flax layout, copied once on the host and put straight where the target's
+    was (every place is resolved first, so a bad one converts nothing); boxes stay boxed. One
+    tensor's copy is in flight at a time, and every result owns its memory."""
     places, problems = {}, []
     for p in pairs:
         if state[p.key].is_meta:
@@ -389,7 +390,10 @@ def _to_flax(
     out = {}
     for p, place in places.items():
         tensor, like = state[p.key], current[(p.leaf.collection, *p.leaf.path)]
-        value = jax.device_put(np.asarray(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim)), order="C"), place)
+        # a copy that nothing else holds: device_put may adopt a host buffer (JAX's CPU client does),
+        # and a view of the torch tensor would let the source's next in-place update change a JAX array
+        host = np.array(np.transpose(to_numpy(tensor), p.rule.flax_axes(tensor.ndim)), order="C", copy=True)
+        value = jax.device_put(host, place)
         out[p.leaf] = like.replace_boxed(value) if isinstance(like, meta.AxisMetadata) else value
     return out
 

@@ -13,7 +13,14 @@ written twice with mirrored names (``blocks.0.conv.weight`` <-> ``blocks/0/conv/
 3. compare one training step's gradients (train mode, same dropout mask) in both frameworks;
 4. fine-tune in JAX with optax, the batch split across every device (``jax.sharding``);
 5. write the JAX weights back to ``.safetensors`` and load them into PyTorch;
-6. an ablation over the block types, trained in JAX: accuracy, parameters, latency per batch.
+6. an ablation over the block types: each block trained with several seeds in both frameworks
+   by the same recipe (a seed fixes the initial weights, the same in both, and the batch
+   order); mean test accuracy with a 95% Student-t interval over seeds, each block's
+   difference to ``none`` and the torch-minus-JAX gap, with their intervals.
+
+The ablation is small (1,437 training and 360 test images, a few epochs, a few seeds): its
+intervals resolve differences of a few points of accuracy, no smaller. Latency is the
+benchmark's (``python -m bench``), not this example's.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -32,24 +40,30 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import safetensors.torch
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from rich.table import Table
 from torch import nn
 
 import parity
 import prcm_jax
 import prcm_torch
-from bench.timing import measure
 from parity.arrays import to_numpy
-from parity.reference import error_in_eps
+from parity.proof.reference import error_in_eps
 from prcm.cli import at_least, comma_choices
 from prcm_jax.models import Modes
 
-__all__ = ["BLOCKS", "TorchNet", "Net", "load_data", "channels_last", "train_torch", "train_step", "shard", "main"]
+__all__ = [
+    "BLOCKS", "FRAMEWORKS", "TorchNet", "Net", "load_data", "channels_last", "train_torch", "train_step", "shard",
+    "Estimate", "t_interval", "paired_difference", "welch_difference", "torch_init", "train_run", "evaluate", "Run",
+    "Ablation", "ablation", "ablation_tables", "main",
+]  # fmt: skip
 
 BLOCKS: tuple[str, ...] = ("none", "PRCM", "AffinePRCM", "ShiftOnlyPRCM", "SEModule")
+FRAMEWORKS: tuple[str, ...] = ("torch", "jax")
 WIDTHS = (16, 32)
 CLASSES = 10
 EPS32 = float(np.finfo(np.float32).eps)
@@ -156,8 +170,9 @@ class Data:
     x_test: np.ndarray
     y_test: np.ndarray
 
-    def batches(self, batch: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Shuffled full batches of the training split (the remainder is dropped)."""
+    def batches(self, batch: int, seed: int | Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Shuffled full batches of the training split (the remainder is dropped); ``seed`` as
+        :func:`numpy.random.default_rng` takes it (``(run, epoch)`` gives each epoch of a run its order)."""
         order = np.random.default_rng(seed).permutation(len(self.x_train))
         for i in range(0, len(order) - batch + 1, batch):
             idx = order[i : i + batch]
@@ -181,15 +196,16 @@ def channels_last(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(x, 1, -1))
 
 
-def train_torch(model: TorchNet, data: Data, epochs: int, *, batch: int = 64, lr: float = 3e-3,
+def train_torch(model: TorchNet, data: Data, epochs: int, *, batch: int = 64, lr: float = 3e-3, seed: int = 0,
                 on_epoch: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
-    """Adam on cross-entropy; returns the mean loss per epoch (``on_epoch`` runs after each)."""
+    """Adam on cross-entropy, epoch ``e`` in the batch order ``(seed, e)``; dropout from torch's
+    global generator. Returns the mean loss per epoch (``on_epoch`` runs after each)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     model.train()
     for epoch in range(epochs):
         total, steps = 0.0, 0
-        for x, y in data.batches(batch, seed=epoch):
+        for x, y in data.batches(batch, seed=(seed, epoch)):
             loss = F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
             optimizer.zero_grad()
             loss.backward()
@@ -244,19 +260,27 @@ def replicate(mesh: Mesh, *nodes: nnx.Module | nnx.Optimizer) -> None:
     nnx.update(nodes, jax.device_put(state, NamedSharding(mesh, PartitionSpec())))
 
 
-def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3,
+@functools.cache
+def _adam(lr: float) -> optax.GradientTransformation:
+    """``optax.adam(lr)``, one object per rate: the optimizer's transform is static in
+    :func:`train_step`'s cache key, so a fresh one would recompile the step for every model."""
+    return optax.adam(lr)
+
+
+def train_jax(model: Net, data: Data, epochs: int, *, batch: int = 64, lr: float = 1e-3, seed: int = 0,
               mesh: Mesh | None = None, on_epoch: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
     """Adam (optax, ``nnx.Optimizer``) with the batch split across the mesh's devices (all, by
-    default), dropout drawn from each block's own stream; returns the mean loss per epoch
-    (``on_epoch`` runs after each)."""
+    default), epoch ``e`` in the batch order ``(seed, e)`` (as :func:`train_torch`), dropout
+    drawn from each block's own stream; returns the mean loss per epoch (``on_epoch`` runs
+    after each)."""
     mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
-    optimizer = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, _adam(lr), wrt=nnx.Param)
     replicate(mesh, model, optimizer)
     losses = []
     model.train()
     for epoch in range(epochs):
         total, steps = 0.0, 0
-        for x, y in data.batches(batch, seed=1000 + epoch):
+        for x, y in data.batches(batch, seed=(seed, epoch)):
             xs, ys = shard(mesh, channels_last(x), y)
             total, steps = total + float(train_step(model, optimizer, xs, ys)), steps + 1
         losses.append(total / steps)
@@ -320,14 +344,301 @@ def gradient_agreement(torch_model: TorchNet, model: Net, x: np.ndarray, y: np.n
             for name, want in reference.items()}  # fmt: skip
 
 
-def latency_ms(model: Net, x: np.ndarray, repeat: int = 200) -> float:
-    """Median eval-mode latency of one jitted batch, synchronised (:func:`bench.timing.measure`)."""
-    model.eval()
-    graphdef, state = nnx.split(model)
-    leaves, treedef = jax.tree.flatten(state)
-    xs = jnp.asarray(channels_last(x))
-    compiled = jax.jit(lambda leaves, x: nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))(x)).lower(leaves, xs).compile()
-    return measure(lambda _: compiled(leaves, xs), jax.block_until_ready, warmup=10, repeat=repeat).median_ms
+# -- the ablation ---------------------------------------------------------------------------
+
+#: Confidence level of every interval in the ablation.
+CONFIDENCE = 0.95
+#: The ablation's recipe, the same in both frameworks: Adam, this learning rate, batches of 64.
+ABLATION_LR = 3e-3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean (or a mean difference) with its confidence interval; formats as ``mean [lo, hi]``.
+
+    Attributes:
+      mean: the estimate.
+      lo: lower end of the interval.
+      hi: upper end of the interval.
+
+    >>> e = Estimate(1.5, -0.3, 3.3)
+    >>> f"{e:+.1f}", e.excludes_zero
+    ('+1.5 [-0.3, +3.3]', False)
+    """
+
+    mean: float
+    lo: float
+    hi: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies on one side of 0 (a difference significant at its level)."""
+        return self.lo > 0 or self.hi < 0
+
+    def clipped(self, lo: float, hi: float) -> Estimate:
+        """The interval cut to ``[lo, hi]`` (a t interval on an accuracy can pass 100%).
+
+        >>> f"{Estimate(98.0, 95.5, 100.5).clipped(0, 100):.1f}"
+        '98.0 [95.5, 100.0]'
+        """
+        return Estimate(self.mean, max(self.lo, lo), min(self.hi, hi))
+
+    def __format__(self, spec: str) -> str:
+        return f"{self.mean:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
+
+
+def _runs(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    runs = np.asarray(values, dtype=np.float64)
+    if runs.ndim != 1 or len(runs) < 2 or not np.isfinite(runs).all():
+        raise ValueError(f"expected a finite value per run, at least two runs, got {runs.tolist()!r}")
+    return runs
+
+
+def _t(mean: float, se: float, df: float, confidence: float) -> Estimate:
+    if se == 0:  # every run gave the same value: no spread to scale t by
+        return Estimate(float(mean), float(mean), float(mean))
+    lo, hi = scipy.stats.t.interval(confidence, df, loc=mean, scale=se)
+    return Estimate(float(mean), float(lo), float(hi))
+
+
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> Estimate:
+    """Mean of independent runs with its Student-t interval (``n - 1`` degrees of freedom).
+
+    Args:
+      values: one value per run, at least two.
+      confidence: the interval's level.
+
+    >>> e = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # mean 3, s.e.m. sqrt(1/2), t(0.975, 4) = 2.7764
+    >>> round(e.mean, 4), round(e.lo, 4), round(e.hi, 4)
+    (3.0, 1.0368, 4.9632)
+    """
+    runs = _runs(values)
+    return _t(runs.mean(), scipy.stats.sem(runs), len(runs) - 1, confidence)
+
+
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                      confidence: float = CONFIDENCE) -> Estimate:  # fmt: skip
+    """Mean of ``a - b`` over paired runs (the same seed on both sides), with its t interval.
+
+    Args:
+      a: one value per run.
+      b: the paired value of each run of ``a``, in the same order.
+      confidence: the interval's level.
+
+    >>> f"{paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # differences 2, 3, 1: s.e.m. sqrt(1/3), 2 d.f.
+    '2.00 [-0.48, 4.48]'
+    """
+    a, b = _runs(a), _runs(b)
+    if a.shape != b.shape:
+        raise ValueError(f"expected paired runs, got {len(a)} and {len(b)} values")
+    return t_interval(a - b, confidence)
+
+
+def welch_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                     confidence: float = CONFIDENCE) -> Estimate:  # fmt: skip
+    """``mean(a) - mean(b)`` for independent runs, with Welch's t interval (unequal variances,
+    Welch-Satterthwaite degrees of freedom).
+
+    Args:
+      a: one value per run.
+      b: one value per run of the other group.
+      confidence: the interval's level.
+
+    >>> f"{welch_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0]):.2f}"  # s.e. sqrt(2/3), 4 d.f.: 2 -+ 2.7764 x 0.8165
+    '2.00 [-0.27, 4.27]'
+    """
+    a, b = _runs(a), _runs(b)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else 1.0
+    return _t(a.mean() - b.mean(), np.sqrt(va + vb), df, confidence)
+
+
+def torch_init(block: str, seed: int) -> TorchNet:
+    """The initial model of a run: ``torch.manual_seed(seed)``, then built. Both frameworks start
+    from it (JAX converts it), and in PyTorch the generator goes on to draw that run's dropout masks."""
+    torch.manual_seed(seed)
+    return TorchNet(block)
+
+
+def train_run(framework: str, block: str, seed: int, data: Data, *, epochs: int, lr: float = ABLATION_LR, batch: int = 64,
+              mesh: Mesh | None = None,
+              on_epoch: Callable[[], None] | None = None) -> tuple[TorchNet | Net, list[float]]:  # fmt: skip
+    """Train one model by the ablation's recipe; returns it (in eval mode) and its mean loss per epoch.
+
+    Both frameworks start from :func:`torch_init` (JAX: converted with :func:`parity.torch_to_nnx`)
+    and see the same batches in the same order (``(seed, epoch)``); each draws its own dropout
+    masks (PyTorch from its generator after the init, JAX from ``nnx.Rngs(seed)``).
+
+    Args:
+      framework: ``"torch"`` or ``"jax"``.
+      block: recalibration in each block (see :data:`BLOCKS`).
+      seed: initial weights, batch order and dropout masks.
+      data: the digits.
+      epochs: passes over the training split.
+      lr: Adam's learning rate.
+      batch: images per step.
+      mesh: JAX's devices (default: all).
+      on_epoch: called after each epoch.
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    model = torch_init(block, seed)
+    recipe = dict(batch=batch, lr=lr, seed=seed, on_epoch=on_epoch)
+    if framework == "torch":
+        return model, train_torch(model, data, epochs, **recipe)
+    twin = parity.torch_to_nnx(model, Net(block, rngs=nnx.Rngs(seed)))
+    return twin, train_jax(twin, data, epochs, mesh=mesh, **recipe)
+
+
+def evaluate(model: TorchNet | Net, data: Data) -> float:
+    """Eval-mode accuracy of either framework's model on the test split."""
+    logits = torch_logits(model, data.x_test) if isinstance(model, TorchNet) else jax_logits(model, data.x_test)
+    return accuracy(logits, data.y_test)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model: test accuracy and the mean training loss of its last epoch."""
+
+    accuracy: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Every run of an ablation: ``runs[block, framework]`` holds one :class:`Run` per seed, in ``seeds`` order.
+
+    Attributes:
+      seeds: the seeds, the same for every block and framework.
+      epochs: training epochs of every run.
+      lr: Adam's learning rate of every run.
+      train_images: size of the training split.
+      test_images: size of the test split (one image is ``100 / test_images`` points of accuracy).
+      runs: the runs.
+    """
+
+    seeds: tuple[int, ...]
+    epochs: int
+    lr: float
+    train_images: int
+    test_images: int
+    runs: dict[tuple[str, str], tuple[Run, ...]]
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(block for block, _ in self.runs))
+
+    def accuracy(self, block: str, framework: str) -> np.ndarray:
+        """Test accuracy per seed, in percent."""
+        return np.array([100 * run.accuracy for run in self.runs[block, framework]])
+
+
+def ablation(data: Data, blocks: Sequence[str] = BLOCKS, seeds: Sequence[int] = range(5), *, epochs: int,
+             lr: float = ABLATION_LR, mesh: Mesh | None = None,
+             on_epoch: Callable[[], None] | None = None) -> Ablation:  # fmt: skip
+    """Train every block with every seed in both frameworks (:func:`train_run`).
+
+    Args:
+      data: the digits.
+      blocks: block types (see :data:`BLOCKS`).
+      seeds: at least two distinct seeds.
+      epochs: training epochs of every run.
+      lr: Adam's learning rate of every run.
+      mesh: JAX's devices (default: all).
+      on_epoch: called after each epoch of each run.
+    """
+    seeds = tuple(seeds)
+    if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected at least two distinct seeds, got {seeds}")
+    if unknown := [b for b in blocks if b not in BLOCKS]:
+        raise ValueError(f"unknown block {', '.join(unknown)}; choose from {', '.join(BLOCKS)}")
+
+    def run(framework: str, block: str, seed: int) -> Run:
+        model, losses = train_run(framework, block, seed, data, epochs=epochs, lr=lr, mesh=mesh, on_epoch=on_epoch)
+        return Run(evaluate(model, data), losses[-1])
+
+    runs = {(block, framework): tuple(run(framework, block, seed) for seed in seeds)
+            for block in blocks for framework in FRAMEWORKS}  # fmt: skip
+    return Ablation(seeds, epochs, lr, len(data.y_train), len(data.y_test), runs)
+
+
+def _marked(estimate: Estimate) -> str:
+    return f"{estimate:+.1f}" + (" *" if estimate.excludes_zero else "  ")
+
+
+def _accuracy_table(result: Ablation, baseline: str) -> tuple[Table, list[Estimate]]:
+    """Accuracy per block and framework; each block minus ``baseline`` (Welch: even at the same
+    seed a block's initial weights differ from the baseline's). Returns the differences too."""
+    table = Table(title=f"ablation: test accuracy (%), {len(result.seeds)} seeds x {len(FRAMEWORKS)} frameworks, "
+                        f"one recipe (Adam lr {result.lr:g}, {_epochs(result)}, batch 64), "
+                        "mean [95% t interval over seeds, cut at 100]")  # fmt: skip
+    for column in ("block", "parameters", "framework", "accuracy", f"minus {baseline}, points", "per seed"):
+        table.add_column(column, justify="right")
+    differences = []
+    for block in result.blocks:
+        params = param_count(nnx.eval_shape(lambda: Net(block, rngs=nnx.Rngs(0))))
+        for framework in FRAMEWORKS:
+            acc = result.accuracy(block, framework)
+            versus = ""
+            if baseline in result.blocks and block != baseline:
+                differences.append(welch_difference(acc, result.accuracy(baseline, framework)))
+                versus = _marked(differences[-1])
+            first = framework == FRAMEWORKS[0]
+            mean = t_interval(acc).clipped(0, 100)
+            table.add_row(block if first else "", f"{params:,}" if first else "", framework, f"{mean:.1f}", versus,
+                          " ".join(f"{a:.1f}" for a in acc), end_section=framework == FRAMEWORKS[-1])  # fmt: skip
+    return table, differences
+
+
+def _gap_table(result: Ablation) -> tuple[Table, dict[str, Estimate]]:
+    """torch minus JAX per block, paired by seed. Returns the gaps too."""
+    table = Table(title="framework gap: torch minus JAX, points, paired by seed (the same initial weights and batch "
+                        "order; each framework draws its own dropout masks), mean [95% t interval]")  # fmt: skip
+    for column in ("block", "torch - jax", "per seed"):
+        table.add_column(column, justify="right")
+    gaps = {}
+    for block in result.blocks:
+        torch_acc, jax_acc = (result.accuracy(block, framework) for framework in FRAMEWORKS)
+        gaps[block] = paired_difference(torch_acc, jax_acc)
+        table.add_row(block, _marked(gaps[block]), " ".join(f"{d:+.1f}" for d in torch_acc - jax_acc))
+    return table, gaps
+
+
+def _epochs(result: Ablation) -> str:
+    return f"{result.epochs} epoch{'s' * (result.epochs != 1)}"
+
+
+def _half_widths(estimates: Sequence[Estimate]) -> str:
+    widths = [(e.hi - e.lo) / 2 for e in estimates]
+    return f"+-{min(widths):.1f} to +-{max(widths):.1f} points"
+
+
+def ablation_tables(result: Ablation, baseline: str = "none") -> tuple[Table, Table, str]:
+    """The ablation as a reader sees it: accuracy per block and framework, the gap between the
+    frameworks per block, and a note on what these intervals can and cannot show.
+
+    Args:
+      result: the runs.
+      baseline: the block the others are compared with (no comparison when it was not run).
+    """
+    table, differences = _accuracy_table(result, baseline)
+    gap_table, gaps = _gap_table(result)
+    off = [block for block, gap in gaps.items() if gap.excludes_zero]
+    intervals = len(differences) + len(gaps)
+    note = [
+        f"* the interval excludes 0. {len(result.seeds)} seeds each, {result.test_images} test images (one image is "
+        f"{100 / result.test_images:.2f} points), {_epochs(result)} on {result.train_images:,} images: a small experiment.",
+        "What it can show: differences of several points"
+        + (f" (the intervals on a block minus {baseline} are {_half_widths(differences)} wide)." if differences else "."),
+        "What it cannot: a smaller effect, or an order among blocks whose intervals overlap (more --seeds narrow the "
+        f"intervals as 1/sqrt(n)); where blocks stand after longer training (a block that learns more slowly ranks "
+        f"lower after {_epochs(result)} than later: see --ablation-epochs); what a block does in a larger network.",
+        f"Of these {intervals} intervals at 95%, about {intervals / 20:.1f} exclude 0 by chance alone.",
+        f"torch and JAX differ beyond the seeds' spread for {', '.join(off)}: with one recipe that is a defect to find "
+        "(or a chance exclusion: rerun with more --seeds)."
+        if off else f"No block's torch - JAX gap excludes 0 (they are resolved to {_half_widths(list(gaps.values()))}).",
+    ]  # fmt: skip
+    return table, gap_table, "\n".join(note)
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -339,15 +650,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block", choices=BLOCKS[1:], default="AffinePRCM", help="recalibration block of the ported model")
     parser.add_argument("--epochs", type=at_least(1), default=15, help="PyTorch training epochs")
     parser.add_argument("--finetune-epochs", type=at_least(1), default=5, help="JAX fine-tuning epochs")
-    parser.add_argument("--ablation-epochs", type=at_least(1), default=15, help="JAX training epochs per block type")
+    parser.add_argument("--ablation-epochs", type=at_least(1), default=10, help="training epochs per ablation run")
+    parser.add_argument("--seeds", type=at_least(2), default=5,
+                        help="seeds per block and framework in the ablation (0..N-1; at least 2 for an interval)")  # fmt: skip
     parser.add_argument("--ablation-blocks", type=comma_choices("block", BLOCKS), default=BLOCKS,
                         help="comma-separated block types for the ablation (default: all)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="folder for the .safetensors files (default: a temporary one)")
     args = parser.parse_args(argv)
+    # batches of 64 8x8 images: intra-op threads only add synchronisation, and on a shared
+    # machine they wait for each other (10x slower at load 4 on 2 cores, measured)
+    torch.set_num_threads(1)
 
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     out = args.out or Path(tempfile.mkdtemp(prefix="prcm-digits-"))
@@ -356,7 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mesh = Mesh(np.array(jax.devices()), ("data",))
     console.print(f"digits: {len(data.x_train)} train / {len(data.x_test)} test images; "
                   f"JAX devices: {len(jax.devices())} ({jax.devices()[0].platform}); block: {args.block}")  # fmt: skip
-    total = args.epochs + args.finetune_epochs + args.ablation_epochs * len(args.ablation_blocks)
+    runs = len(args.ablation_blocks) * args.seeds * len(FRAMEWORKS)
+    total = args.epochs + args.finetune_epochs + args.ablation_epochs * runs
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("training", total=total)
 
@@ -375,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         acc_jax = accuracy(jax_logits(model, data.x_test), data.y_test)
         grads = gradient_agreement(torch_model, model, data.x_train[:64], data.y_train[:64])
 
-        train_jax(model, data, args.finetune_epochs, mesh=mesh, on_epoch=progress)
+        train_jax(model, data, args.finetune_epochs, seed=1, mesh=mesh, on_epoch=progress)
         acc_tuned = accuracy(jax_logits(model, data.x_test), data.y_test)
         exported = out / "digits_jax.safetensors"
         parity.save_safetensors(model, TorchNet(args.block), exported)
@@ -383,12 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         back.load_state_dict(safetensors.torch.load_file(exported), strict=True)
         acc_back = accuracy(torch_logits(back, data.x_test), data.y_test)
 
-        ablation = []
-        for block in args.ablation_blocks:
-            candidate = Net(block, rngs=nnx.Rngs(0))
-            train_jax(candidate, data, args.ablation_epochs, mesh=mesh, on_epoch=progress)
-            ablation.append((block, accuracy(jax_logits(candidate, data.x_test), data.y_test), param_count(candidate),
-                             latency_ms(candidate, data.x_test[:64])))  # fmt: skip
+        result = ablation(data, args.ablation_blocks, range(args.seeds), epochs=args.ablation_epochs, mesh=mesh,
+                          on_epoch=progress)  # fmt: skip
 
     port = Table(title=f"port: PyTorch-trained {args.block} network -> Flax NNX (from {checkpoint.name})")
     for column in ("check", "value"):
@@ -403,12 +715,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     port.add_row(f"fine-tuned in JAX on {len(jax.devices())} device(s), accuracy", f"{acc_tuned:.4f}")
     port.add_row("written back to .safetensors, accuracy in torch", f"{acc_back:.4f}")
     console.print(port)
-    table = Table(title=f"ablation: trained in JAX, {args.ablation_epochs} epochs each")
-    for column in ("block", "test accuracy", "parameters", "latency / batch of 64 (ms)"):
-        table.add_column(column, justify="right")
-    for block, acc, params, ms in ablation:
-        table.add_row(block, f"{acc:.4f}", f"{params:,}", f"{ms:.3f}")
+    table, gaps, note = ablation_tables(result)
     console.print(table)
+    console.print(gaps)
+    console.print(note)
     console.print(f"checkpoints in {out}")
     return 0
 

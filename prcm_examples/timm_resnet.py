@@ -35,7 +35,7 @@ from flax import nnx
 
 import parity
 import prcm_torch
-from parity.reference import error_in_eps
+from parity.proof.reference import error_in_eps
 from prcm.cli import at_least
 from prcm_examples.digits import Data, channels_last
 from prcm_jax.models import ResNet, from_timm

@@ -15,7 +15,7 @@ import numpy as np
 from flax.nnx.nn.dtypes import promote_dtype
 from flax.typing import Dtype, PrecisionLike
 
-from prcm.validate import check_factors, check_input, check_rank, check_rate
+from prcm.validate import check_activation, check_factors, check_gate, check_input, check_rank, check_rate
 
 __all__ = [
     "validate_input",
@@ -23,6 +23,10 @@ __all__ = [
     "recalibrate",
     "keep_mask",
     "dropout",
+    "gate",
+    "activation",
+    "GATE_FUNCTIONS",
+    "ACTIVATION_FUNCTIONS",
     "basis_recalibration",
     "squeeze_excitation",
 ]
@@ -143,6 +147,31 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     return x * mask.astype(x.dtype) * (1.0 / (1.0 - rate))
 
 
+#: The gates and hidden activations by name (:data:`prcm.validate.GATES`, ``ACTIVATIONS``):
+#: jax.nn's functions, which torch's ``sigmoid``, ``hardsigmoid``, ``relu``, ``silu`` and
+#: ``hardswish`` compute (hard_sigmoid is ``relu6(z + 3) / 6``).
+GATE_FUNCTIONS = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": jax.nn.hard_sigmoid}
+ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu, "hard_swish": jax.nn.hard_swish}
+
+
+def gate(z: jax.Array, name: str) -> jax.Array:
+    """The gate ``name`` (``'sigmoid'`` or ``'hard_sigmoid'``) applied to the logits ``z``.
+
+    >>> gate(jnp.array([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
+    [0.0, 0.5, 0.75]
+    """
+    return GATE_FUNCTIONS[check_gate("gate", name)](z)
+
+
+def activation(z: jax.Array, name: str) -> jax.Array:
+    """The hidden activation ``name`` (``'relu'``, ``'silu'``, ``'hard_swish'``) applied to ``z``.
+
+    >>> activation(jnp.array([-4.0, 4.0]), "hard_swish").tolist()
+    [-0.0, 4.0]
+    """
+    return ACTIVATION_FUNCTIONS[check_activation("activation", name)](z)
+
+
 def _project(v: jax.Array, kernel: jax.Array, precision: PrecisionLike) -> jax.Array:
     return jnp.matmul(v, kernel, precision=precision)
 
@@ -155,11 +184,12 @@ def basis_recalibration(
     *,
     dropout_rate: float = 0.0,
     dropout_key: jax.Array | None = None,
+    gate: str = "sigmoid",
     dtype: Dtype | None = None,
     precision: PrecisionLike = None,
     owner: str = "basis_recalibration",
 ) -> jax.Array:
-    """The PRCM family: ``x * sigmoid(coeff @ scale_kernel) + coeff @ shift_kernel``.
+    """The PRCM family: ``x * gate(coeff @ scale_kernel) + coeff @ shift_kernel``.
 
     ``coeff = dropout(mean(x) @ basis.T)``; dropout applies only when ``dropout_key`` is given.
 
@@ -170,6 +200,7 @@ def basis_recalibration(
       shift_kernel: ``(K, C)`` or ``None`` (no shift).
       dropout_rate: dropout probability on ``coeff``.
       dropout_key: PRNG key for the dropout mask; ``None`` means deterministic.
+      gate: ``'sigmoid'`` or ``'hard_sigmoid'``, on the scale's logits.
       dtype: computation dtype; ``None`` promotes the input and parameters.
       precision: precision of every dot product.
       owner: name used in error messages.
@@ -182,12 +213,13 @@ def basis_recalibration(
         raise ValueError(f"{owner}: expected basis of shape (num_basis, channels), got {jnp.shape(basis)}")
     _check_shapes(owner, {"scale_kernel": basis.shape, "shift_kernel": basis.shape},
                   scale_kernel=scale_kernel, shift_kernel=shift_kernel)  # fmt: skip
+    gate_fn = GATE_FUNCTIONS[check_gate(owner, gate)]
     validate_input(owner, x, basis.shape[-1])
     x, basis, scale_kernel, shift_kernel = promote_dtype((x, basis, scale_kernel, shift_kernel), dtype=dtype)
     coeff = _project(spatial_mean(x), basis.T, precision)
     if dropout_key is not None and dropout_rate > 0:
         coeff = dropout(coeff, dropout_rate, dropout_key)
-    scale = None if scale_kernel is None else jax.nn.sigmoid(_project(coeff, scale_kernel, precision))
+    scale = None if scale_kernel is None else gate_fn(_project(coeff, scale_kernel, precision))
     shift = None if shift_kernel is None else _project(coeff, shift_kernel, precision)
     return recalibrate(x, scale, shift)
 
@@ -199,11 +231,13 @@ def squeeze_excitation(
     fc2_kernel: jax.Array,
     fc2_bias: jax.Array,
     *,
+    act_layer: str = "relu",
+    gate: str = "sigmoid",
     dtype: Dtype | None = None,
     precision: PrecisionLike = None,
     owner: str = "squeeze_excitation",
 ) -> jax.Array:
-    """Squeeze-and-Excitation: ``x * sigmoid(relu(mean(x) @ fc1 + b1) @ fc2 + b2)``.
+    """Squeeze-and-Excitation: ``x * gate(act(mean(x) @ fc1 + b1) @ fc2 + b2)``.
 
     Args:
       x: ``(B, *spatial, C)``.
@@ -211,6 +245,8 @@ def squeeze_excitation(
       fc1_bias: ``(C // r,)``.
       fc2_kernel: ``(C // r, C)``.
       fc2_bias: ``(C,)``.
+      act_layer: the hidden activation, ``'relu'``, ``'silu'`` or ``'hard_swish'``.
+      gate: ``'sigmoid'`` or ``'hard_sigmoid'``.
       dtype: computation dtype; ``None`` promotes the input and parameters.
       precision: precision of every dot product.
       owner: name used in error messages.
@@ -225,7 +261,8 @@ def squeeze_excitation(
     channels, hidden = fc1_kernel.shape
     _check_shapes(owner, {"fc1_bias": (hidden,), "fc2_kernel": (hidden, channels), "fc2_bias": (channels,)},
                   fc1_bias=fc1_bias, fc2_kernel=fc2_kernel, fc2_bias=fc2_bias)  # fmt: skip
+    act_fn, gate_fn = ACTIVATION_FUNCTIONS[check_activation(owner, act_layer)], GATE_FUNCTIONS[check_gate(owner, gate)]
     validate_input(owner, x, channels)
     x, w1, b1, w2, b2 = promote_dtype((x, fc1_kernel, fc1_bias, fc2_kernel, fc2_bias), dtype=dtype)
-    hidden = jax.nn.relu(_project(spatial_mean(x), w1, precision) + b1)
-    return recalibrate(x, jax.nn.sigmoid(_project(hidden, w2, precision) + b2))
+    hidden = act_fn(_project(spatial_mean(x), w1, precision) + b1)
+    return recalibrate(x, gate_fn(_project(hidden, w2, precision) + b2))

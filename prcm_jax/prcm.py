@@ -1,5 +1,8 @@
 """The PRCM variants as Flax NNX modules, channels-last ``(B, *spatial, C)``.
 
+``gate=`` picks the scale's gate (``'sigmoid'``, or MobileNetV3's ``'hard_sigmoid'``), as in
+:mod:`prcm_torch`; :class:`ShiftOnlyPRCM` has none, and accepts and checks the keyword.
+
 Parameters mirror the PyTorch modules by name (``basis``, ``fuser.kernel``,
 ``scale_proj.kernel``, ``shift_proj.kernel``); kernels are Flax ``(in, out)``, the
 transpose of torch's ``weight``. The math is :func:`prcm_jax.functional.basis_recalibration`.
@@ -18,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype, Initializer, PrecisionLike
 
-from prcm.validate import check_basis_config
+from prcm.validate import check_basis_config, check_gate, refuse_dropout
 from prcm_jax import functional as F
 from prcm_jax.initializers import basis_init, torch_linear_kernel_init
 from prcm_jax.params import LinearParams
@@ -94,6 +97,7 @@ class _BasisRecalibration(nnx.Module):
         num_basis: int = 8,
         dropout_rate: float = 0.0,
         *,
+        gate: str = "sigmoid",
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         precision: PrecisionLike = None,
@@ -104,6 +108,8 @@ class _BasisRecalibration(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         check_basis_config(type(self).__name__, channels, num_basis, dropout_rate)
+        name = check_gate(type(self).__name__, gate)
+        self.gate = name if self.scale_name is not None else None
         self.channels = channels
         self.num_basis = num_basis
         self.dropout_rate = dropout_rate
@@ -144,12 +150,12 @@ class _BasisRecalibration(nnx.Module):
         shift = self.shift_proj.kernel[...] if self.has_shift else None
         return F.basis_recalibration(
             x, self.basis[...], scale, shift, dropout_rate=self.dropout_rate, dropout_key=key,
-            dtype=self.dtype, precision=self.precision, owner=owner,
+            gate=self.gate or "sigmoid", dtype=self.dtype, precision=self.precision, owner=owner,
         )  # fmt: skip
 
 
 class PRCM(_BasisRecalibration):
-    """Pattern Recalibration Module: ``x * sigmoid(fuser(coeff))``, Flax NNX.
+    """Pattern Recalibration Module: ``x * gate(fuser(coeff))``, Flax NNX.
 
     ``coeff = dropout(mean(x) @ basis.T)``, the mean taken over every spatial axis.
 
@@ -157,6 +163,8 @@ class PRCM(_BasisRecalibration):
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
+      gate: ``'sigmoid'`` (default) or ``'hard_sigmoid'`` (``relu6(z + 3) / 6``); others are
+        refused, naming these two.
       dtype: computation dtype (``None``: promote input and parameters).
       param_dtype: parameter dtype.
       precision: precision of every dot product.
@@ -176,6 +184,8 @@ class PRCM(_BasisRecalibration):
     {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}
     >>> nnx.view(m, deterministic=True).deterministic
     True
+    >>> PRCM(64, gate="hard_sigmoid", rngs=nnx.Rngs(0)).gate
+    'hard_sigmoid'
     """
 
     scale_name = "fuser"
@@ -186,14 +196,14 @@ class PRCM(_BasisRecalibration):
 
 
 class AffinePRCM(_BasisRecalibration):
-    """Affine PRCM: ``x * sigmoid(scale_proj(coeff)) + shift_proj(coeff)``, Flax NNX.
+    """Affine PRCM: ``x * gate(scale_proj(coeff)) + shift_proj(coeff)``, Flax NNX.
 
     Args:
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients in train mode, in ``[0, 1)``.
-      **kwargs: ``dtype``, ``param_dtype``, ``precision``, ``deterministic``, ``keep_rngs``,
-        initializers and ``rngs``, as :class:`PRCM`.
+      **kwargs: ``gate``, ``dtype``, ``param_dtype``, ``precision``, ``deterministic``,
+        ``keep_rngs``, initializers and ``rngs``, as :class:`PRCM`.
 
     >>> from flax import nnx
     >>> m = AffinePRCM(32, num_basis=4, deterministic=True, rngs=nnx.Rngs(params=0))
@@ -206,12 +216,6 @@ class AffinePRCM(_BasisRecalibration):
 
     def __init__(self, channels: int, num_basis: int = 8, dropout_rate: float = 0.5, **kwargs) -> None:
         super().__init__(channels, num_basis, dropout_rate, **kwargs)
-
-
-def _no_dropout(owner: str, kwargs: dict) -> dict:
-    if "dropout_rate" in kwargs:
-        raise TypeError(f"{owner}.__init__() got an unexpected keyword argument 'dropout_rate' (it has no dropout)")
-    return kwargs
 
 
 class PRCMNoDropout(PRCM):
@@ -228,7 +232,7 @@ class PRCMNoDropout(PRCM):
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))
+        super().__init__(channels, num_basis, 0.0, **refuse_dropout(type(self).__name__, kwargs))
 
 
 class AffinePRCMNoDropout(AffinePRCM):
@@ -245,16 +249,18 @@ class AffinePRCMNoDropout(AffinePRCM):
     """
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))
+        super().__init__(channels, num_basis, 0.0, **refuse_dropout(type(self).__name__, kwargs))
 
 
 class ShiftOnlyPRCM(_BasisRecalibration):
     """Shift-only ablation: ``x + shift_proj(mean(x) @ basis.T)``, Flax NNX.
 
+    It has no gate: ``gate`` is checked and changes nothing (``self.gate`` is ``None``).
+
     Args:
       channels: number of channels ``C`` (the last axis).
       num_basis: number of basis vectors ``K``.
-      **kwargs: as :class:`PRCM` (``deterministic`` is accepted and changes nothing).
+      **kwargs: as :class:`PRCM` (``deterministic`` and ``gate`` are accepted and change nothing).
 
     >>> from flax import nnx
     >>> ShiftOnlyPRCM(64, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 64))).shape
@@ -265,4 +271,4 @@ class ShiftOnlyPRCM(_BasisRecalibration):
     has_shift = True
 
     def __init__(self, channels: int, num_basis: int = 8, **kwargs) -> None:
-        super().__init__(channels, num_basis, 0.0, **_no_dropout(type(self).__name__, kwargs))
+        super().__init__(channels, num_basis, 0.0, **refuse_dropout(type(self).__name__, kwargs))

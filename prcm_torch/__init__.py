@@ -1,6 +1,8 @@
 """PyTorch PRCM-family modules, channels-first ``(B, C, *spatial)``.
 
-State dicts saved from the seed notebook's classes load with ``strict=True``.
+State dicts saved from the seed notebook's classes load with ``strict=True``. Every block is a
+timm ``attn_layer`` and ``se_layer``; :func:`prcm_torch.timm.swap_attention` puts blocks into a
+built timm model (timm is imported only there, when called).
 
 >>> import torch
 >>> from prcm_torch import AffinePRCM

@@ -1,4 +1,4 @@
-"""The math the PyTorch modules share: squeeze (spatial mean) and recalibrate.
+"""The math the PyTorch modules share: squeeze (spatial mean), gate and recalibrate.
 
 Inputs are channels-first, ``(B, C, *spatial)``, of any rank >= 3. The functions are written
 so that ``torch.jit.script``, ``torch.fx.symbolic_trace`` and ``torch.export`` (with a dynamic
@@ -11,11 +11,12 @@ from typing import Optional
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import Tensor
 
 from prcm.validate import check_factors, check_input, check_rank
 
-__all__ = ["spatial_mean", "recalibrate", "validate_input", "eager_checks"]
+__all__ = ["spatial_mean", "recalibrate", "gate", "activation", "validate_input", "eager_checks"]
 
 _is_fx_symbolic_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", torch.fx._symbolic_trace.is_fx_tracing)
 
@@ -98,3 +99,40 @@ def recalibrate(x: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tenso
     if shift is not None:
         y = y + shift.unsqueeze(-1)
     return y.view_as(x)
+
+
+def gate(z: Tensor, name: str) -> Tensor:
+    """The gate ``name`` of :data:`prcm.validate.GATES` applied to the logits ``z``.
+
+    Args:
+      z: the logits, any shape.
+      name: ``'sigmoid'`` or ``'hard_sigmoid'`` (``relu6(z + 3) / 6``: torch's ``hardsigmoid``, and
+        ``jax.nn.hard_sigmoid``'s formula; at ±3 its slope is 0).
+
+    >>> gate(torch.tensor([-4.0, 0.0, 1.5]), "hard_sigmoid").tolist()
+    [0.0, 0.5, 0.75]
+    """
+    if name == "sigmoid":
+        return z.sigmoid()
+    if name == "hard_sigmoid":  # not F.hardsigmoid, whose backward multiplies by 1/6 rounded to float32 in every dtype
+        return F.relu6(z + 3.0) / 6.0
+    raise ValueError("gate: expected 'sigmoid' or 'hard_sigmoid', got '" + name + "'")
+
+
+def activation(z: Tensor, name: str) -> Tensor:
+    """The hidden activation ``name`` of :data:`prcm.validate.ACTIVATIONS` applied to ``z``.
+
+    Args:
+      z: any shape.
+      name: ``'relu'``, ``'silu'`` or ``'hard_swish'``.
+
+    >>> activation(torch.tensor([-1.0, 3.0]), "hard_swish").tolist()
+    [-0.3333333432674408, 3.0]
+    """
+    if name == "relu":
+        return F.relu(z)
+    if name == "silu":
+        return F.silu(z)
+    if name == "hard_swish":
+        return F.hardswish(z)
+    raise ValueError("activation: expected 'relu', 'silu' or 'hard_swish', got '" + name + "'")

@@ -104,6 +104,8 @@ class SE_Module(nn.Module):
         return x * w
 
 
-#: prcm class name -> seed class
-#: our class name -> the seed's class, through the catalog's seed names
-SEED = {entry.name: globals()[entry.seed_name] for entry in CATALOG.values()}
+#: our class name -> the seed's class, through the catalog's seed names (modules not in the seed have none)
+SEED = {entry.name: globals()[entry.seed_name] for entry in CATALOG.values() if entry.seed_name}
+#: The seed notebook's parameter table (C=64, K=8), by the seed's class name.
+SEED_PARAMS = {"PRCM": 1024, "AffinePRCM": 1536, "PRCM_NoDropout": 1024, "AffinePRCM_NoDropout": 1536,
+               "ShiftOnlyPRCM": 1024, "SE_Module": 2128}  # fmt: skip

@@ -161,22 +161,26 @@ def test_a_missing_file_is_a_schema_error(tmp_path):
         schema.load(tmp_path / "nope.json")
 
 
-def test_a_comparison_carries_the_optional_fields_its_ratio_has():
-    """What the statistics add to a Ratio (p-value, a regime flag, per-session values) reaches
-    the comparison, results.json and the renderers without an edit of the schema."""
-
-    @dataclasses.dataclass(frozen=True)
-    class Richer(stats.Ratio):
-        p_value: float | None = None
-        unstable: bool | None = None
-        per_session: tuple[float, ...] | None = None
-
-    c = Comparison.from_ratio(Richer(1.2, 0.9, 1.6, p_value=0.3, unstable=True, per_session=(0.9, 1.5)), suite="s", kind="backend",
-                              module="PRCM", backend=None, numerator="a", denominator="b", batch=1, channels=2, resolution=3,
-                              num_basis=None, threads=1)  # fmt: skip
-    assert (c.p_value, c.unstable, c.per_session) == (0.3, True, [0.9, 1.5])
-    assert schema.loads(schema.dumps(Results({}, [], [c]))).comparisons == [c]
-    assert tables.fmt_ratio(c) == "unstable: sessions disagree (0.90, 1.50)"
+def test_a_comparison_carries_what_the_statistics_give_and_an_unstable_one_saves_no_value():
+    """p, dof, each session's value, what the interval covers and the regime flag reach the
+    comparison; an unstable ratio is saved as null and printed with its sessions' values."""
+    rng = np.random.default_rng(0)
+    b = rng.lognormal(0, 0.02, (50, 3))
+    a = 1.5 * b * rng.lognormal(0, 0.02, (50, 3))
+    a[40:] *= 1.3  # the last of five sessions in another regime
+    ratio = stats.paired_ratio(a, b, sessions=np.repeat(np.arange(5), 10))
+    c = Comparison.from_ratio(ratio, suite="s", kind="backend", module="PRCM", backend=None, numerator="a", denominator="b",
+                              batch=1, channels=2, resolution=3, num_basis=None, threads=1)  # fmt: skip
+    assert c.unstable and c.p == 1.0 and c.dof == 4.0 and len(c.sessions) == 5 and not c.significant
+    text = schema.dumps(Results({}, [], [c]))
+    assert json.loads(text)["comparisons"][0]["ratio"] is None
+    back = schema.loads(text).comparisons[0]
+    assert np.isnan(back.ratio) and back.sessions == c.sessions and back.unstable
+    assert tables.fmt_ratio(back).startswith("unstable: sessions disagree (1.5") and "x, 1.9" in tables.fmt_ratio(back)
+    steady = Comparison.from_ratio(stats.paired_ratio(a[:40], b[:40], sessions=np.repeat(np.arange(4), 10)), **{
+        k: getattr(c, k) for k in ("suite", "kind", "module", "backend", "numerator", "denominator", "batch", "channels",
+                                   "resolution", "num_basis", "threads")})  # fmt: skip
+    assert not steady.unstable and steady.covers == "processes" and 0 < steady.p < 0.05 and steady.significant
 
 
 # -- analysis: one adjustment, answers first ------------------------------------------------------
@@ -200,6 +204,41 @@ def test_every_comparison_goes_through_the_one_adjustment(monkeypatch, results, 
     old = dataclasses.replace(results, comparisons=[])
     compared = compare.compare(old, results)
     assert seen[-1] == len(compared.comparisons)
+
+
+def test_significance_is_adjusted_over_the_report_and_the_report_says_how_many_false_findings_to_expect():
+    """Benjamini-Hochberg over all of a report's comparisons: a p-value of 0.04 is significant
+    alone, but not when as many comparisons show nothing (q = 0.08); the report states the
+    expected number of false findings."""
+    run = synthetic_results()
+    for i, c in enumerate(run.comparisons):
+        c.ratio, c.ci95, c.p = (1.5, [1.03, 2.2], 0.04) if i % 2 else (1.0, [0.9, 1.1], 0.9)
+        c.significant = i % 2 == 1
+    found = analysis.analyse(run)
+    assert not any(c.significant for c in found.comparisons)
+    assert all(c.q == pytest.approx(0.08 if i % 2 else 0.9, abs=0.01) for i, c in enumerate(found.comparisons))
+    assert "0 significant" in found.notes[0] and "expect up to 0.0 of the significant ones to be false" in found.notes[0]
+    strong = analysis.analyse(synthetic_results())
+    n = sum(c.significant for c in strong.comparisons)
+    assert n > 0 and f"{n} significant" in strong.notes[0] and f"expect up to {stats.FDR * n:.1f} of the" in strong.notes[0]
+
+
+def test_an_unstable_comparison_prints_its_sessions_and_is_in_no_finding_plot_or_answer_winner(results, tmp_path):
+    run = synthetic_results()
+    target = next(c for c in run.comparisons if c.suite == "latency" and c.kind == "backend" and c.module == "AffinePRCM"
+                  and c.numerator == "torch-eager" and c.denominator == "jax-jit" and c.threads == 1)  # fmt: skip
+    target.ratio, target.ci95, target.unstable, target.sessions, target.p = float("nan"), [0.0, float("inf")], True, [1.3, 1.31, 3.7], 1.0
+    target.significant = False
+    found = analysis.analyse(run)
+    text = report.report_markdown(found)
+    assert "AffinePRCM unstable: sessions disagree (1.30x, 1.31x, 3.70x)" in text  # the answer line
+    assert "1 unstable (sessions disagree: no value)" in found.notes[0]
+    assert not any("3.70x" in f or "nan" in f for fs in found.findings.values() for f in fs)
+    assert any("torch-eager / jax-jit: PRCM" in f for f in found.findings["latency"])  # the stable ones still are
+    assert json.loads(schema.dumps(run))["comparisons"][run.comparisons.index(target)]["ratio"] is None
+    drawn = plots._drawn(found.comparisons)
+    assert len(drawn) == len(found.comparisons) - 1 and all(c.ratio == c.ratio for c in drawn)
+    assert report.render(run, tmp_path)[1]  # every figure still draws
 
 
 def test_a_report_opens_with_at_most_ten_answer_lines_with_intervals_and_settings(results):
@@ -378,16 +417,24 @@ def test_help_prints_percent_signs_once():
         assert sub.returncode == 0 and "%%" not in sub.stdout and f"python -m bench {command}" in sub.stdout
 
 
+#: Make torch and jax impossible to import (a finder that refuses them: a ``None`` in
+#: ``sys.modules`` would also break scipy, which looks up ``sys.modules["torch"].Tensor``).
+BLOCK = """
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "jax", "jaxlib", "flax"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _Blocked())
+"""
 #: Run ``python -m bench`` with torch and jax impossible to import.
-BLOCKED = """
-import runpy, sys
-for name in ("torch", "jax", "jaxlib", "flax"):
-    sys.modules[name] = None
+BLOCKED = BLOCK + """
+import runpy
 sys.argv = ["python -m bench", *sys.argv[1:]]
 try:
     runpy.run_module("bench", run_name="__main__")
 finally:
-    leaked = [m for m in sys.modules if m.split(".")[0] in ("torch", "jax", "flax") and sys.modules[m] is not None]
+    leaked = [m for m in sys.modules if m.split(".")[0] in ("torch", "jax", "jaxlib", "flax")]
     assert not leaked, leaked
 """
 
@@ -501,8 +548,7 @@ def test_bench_modules_import_one_way():
 
 
 def test_rendering_imports_neither_torch_nor_jax():
-    code = ("import sys\nfor n in ('torch', 'jax', 'flax'): sys.modules[n] = None\n"
-            "import bench, bench.schema, bench.analysis, bench.report, bench.compare, bench.plots, bench.suites, bench.machine\n")  # fmt: skip
+    code = (BLOCK + "import bench, bench.schema, bench.analysis, bench.report, bench.compare, bench.plots, bench.suites, bench.machine\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
 

@@ -91,7 +91,7 @@ def test_linen_result_matches_init_structure_with_and_without_target(name):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 def test_seed_checkpoint_runs_in_jax(name, tmp_path):
     torch.manual_seed(0)
     seed_module = SEED[name](32).eval()

@@ -1,16 +1,20 @@
 """The digits example: porting keeps predictions, gradients agree, data-parallel equals one
-device, and the JAX weights go back to PyTorch."""
+device, the JAX weights go back to PyTorch, and the ablation trains both frameworks by one
+recipe over several seeds with intervals that match scipy's."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import optax
 import pytest
 import safetensors.torch
+import scipy.stats
 import torch
 from flax import nnx
 
@@ -22,6 +26,17 @@ import prcm_jax.functional
 from prcm_examples import digits
 
 LIMIT = 64  # eps x max|value|, a whole network in float32
+DOCS = Path(__file__).parent.parent / "docs" / "examples" / "digits.md"
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """As ``main`` does: batches of 64 8x8 images gain nothing from intra-op threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +117,16 @@ def test_evaluation_compiles_once(data, monkeypatch):
     assert len(traces) == 1
 
 
+def test_training_compiles_once_per_block(data, monkeypatch):
+    """Each seed's model is new, its optimizer too: the step must not recompile for each."""
+    traces = []
+    original = digits.loss_fn
+    monkeypatch.setattr(digits, "loss_fn", lambda *a: traces.append(1) or original(*a))
+    for seed in (0, 1):
+        digits.train_run("jax", "none", seed, data, epochs=1, batch=48)  # a batch size no other test compiles
+    assert len(traces) == 1
+
+
 SHARDED = textwrap.dedent("""
     import json, jax, numpy as np
     from flax import nnx
@@ -135,14 +160,139 @@ def test_data_parallel_step_equals_one_device():
 
 
 def test_command_runs_end_to_end(tmp_path):
+    """CI's smoke path: the whole command at a test-sized setting (same code as the default)."""
     done = subprocess.run(
         [sys.executable, "-m", "prcm_examples.digits", "--epochs", "1", "--finetune-epochs", "1",
-         "--ablation-epochs", "1", "--ablation-blocks", "none,SEModule", "--out", str(tmp_path)],
+         "--ablation-epochs", "1", "--seeds", "2", "--ablation-blocks", "none,SEModule", "--out", str(tmp_path)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    for text in ("logits error vs float64, jax float32", "train-step gradients", "ablation", "SEModule", "none"):
-        assert text in done.stdout
+    for text in ("logits error vs float64, jax float32", "train-step gradients", "2 seeds x 2 frameworks", "framework gap",
+                 "minus none", "exclude 0 by chance"):  # fmt: skip
+        assert text in done.stdout, text
+    assert "latency" not in done.stdout  # the benchmark's business
+    rows = re.findall(r"^\W*(none|SEModule|)\W+(?:[\d,]+\W+)?(torch|jax)\W+\d", done.stdout, flags=re.M)
+    assert [framework for _, framework in rows] == ["torch", "jax"] * 2, done.stdout
     assert (tmp_path / "digits_torch.safetensors").exists() and (tmp_path / "digits_jax.safetensors").exists()
-    bad = subprocess.run([sys.executable, "-m", "prcm_examples.digits", "--epochs", "0"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "expected an integer >= 1, got 0" in bad.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--epochs", "0"], "expected an integer >= 1, got 0"),
+    (["--seeds", "0"], "expected an integer >= 2, got 0"),
+    (["--seeds", "1"], "expected an integer >= 2, got 1"),
+    (["--seeds", "five"], "expected an integer >= 2, got 'five'"),
+    (["--ablation-blocks", "none,CBAM"], "unknown block CBAM; choose from none, PRCM"),
+])  # fmt: skip
+def test_command_refuses_bad_arguments_before_any_work(args, expected):
+    done = subprocess.run([sys.executable, "-m", "prcm_examples.digits", *args], capture_output=True, text=True)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert done.stdout == ""  # nothing loaded or trained
+
+
+# -- the ablation ---------------------------------------------------------------------------
+
+_rng = np.random.default_rng(25)
+SAMPLES = {
+    "textbook": ([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 2.5, 2.0, 5.0, 4.5]),
+    "issue 25, AffinePRCM jax / torch": ([80.6, 73.9, 84.7, 91.7], [95.0, 73.6, 88.9, 91.9]),
+    "unequal spread": (list(_rng.normal(95.0, 0.5, 6)), list(_rng.normal(90.0, 6.0, 6))),
+    "two runs": ([96.4, 97.2], [95.0, 96.1]),
+}
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+@pytest.mark.parametrize("name", SAMPLES)
+def test_intervals_match_scipy(name, confidence):
+    a, b = (np.array(v) for v in SAMPLES[name])
+    cases = [  # (ours, the mean, scipy's interval from its t-tests)
+        (digits.t_interval(a, confidence), a.mean(), scipy.stats.ttest_1samp(a, 0.0)),
+        (digits.paired_difference(a, b, confidence), (a - b).mean(), scipy.stats.ttest_rel(a, b)),
+        (digits.welch_difference(a, b, confidence), a.mean() - b.mean(), scipy.stats.ttest_ind(a, b, equal_var=False)),
+    ]
+    for got, mean, test in cases:
+        want = test.confidence_interval(confidence)
+        np.testing.assert_allclose([got.mean, got.lo, got.hi], [mean, want.low, want.high], rtol=1e-12, atol=1e-12)
+
+
+def test_intervals_of_identical_runs_are_points():
+    assert digits.t_interval([95.0] * 5) == digits.Estimate(95.0, 95.0, 95.0)
+    assert digits.paired_difference([95.0, 96.0], [95.0, 96.0]) == digits.Estimate(0.0, 0.0, 0.0)
+    assert digits.welch_difference([95.0, 95.0], [94.0, 94.0]) == digits.Estimate(1.0, 1.0, 1.0)
+    assert not digits.Estimate(0.0, 0.0, 0.0).excludes_zero and digits.Estimate(1.0, 1.0, 1.0).excludes_zero
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: digits.t_interval([95.0]), "at least two runs"),
+    (lambda: digits.t_interval([95.0, float("nan")]), "a finite value per run"),
+    (lambda: digits.paired_difference([1.0, 2.0, 3.0], [1.0, 2.0]), "expected paired runs, got 3 and 2"),
+    (lambda: digits.ablation(None, seeds=[0], epochs=1), "at least two distinct seeds"),
+    (lambda: digits.ablation(None, seeds=[0, 0], epochs=1), "at least two distinct seeds"),
+    (lambda: digits.ablation(None, blocks=["SE"], seeds=[0, 1], epochs=1), "unknown block SE"),
+    (lambda: digits.train_run("tf", "none", 0, None, epochs=1), "unknown framework 'tf'"),
+])  # fmt: skip
+def test_ablation_refuses_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _leaves(model, block):
+    """Parameters and batch statistics of either framework's model, as NNX arrays."""
+    if isinstance(model, digits.TorchNet):
+        model = parity.torch_to_nnx(model, digits.Net(block, rngs=nnx.Rngs(0)))
+    return [np.asarray(v) for v in jax.tree.leaves(nnx.state(model, (nnx.Param, nnx.BatchStat)))]
+
+
+@pytest.mark.parametrize("block", ["none", "ShiftOnlyPRCM"])  # no dropout: one recipe leaves only float rounding
+def test_frameworks_train_by_one_recipe(block, data):
+    """One epoch from the same seed in each framework ends where the other does, up to float
+    rounding: a different learning rate, Adam detail, batch order or BatchNorm momentum moves
+    the weights by a sizeable part of what training moves them."""
+    trained = {framework: digits.train_run(framework, block, 0, data, epochs=1)[0] for framework in digits.FRAMEWORKS}
+    init = _leaves(digits.torch_init(block, 0), block)
+    got, want = _leaves(trained["torch"], block), _leaves(trained["jax"], block)
+    moved = max(float(np.abs(w - i).max()) for w, i in zip(want, init))
+    gap = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    assert gap <= 0.01 * moved, (gap, moved)
+
+
+@pytest.fixture(scope="module")
+def small_ablation(data):
+    return digits.ablation(data, ("none", "PRCM"), seeds=(0, 1, 2), epochs=1)
+
+
+def test_ablation_has_every_block_in_both_frameworks(small_ablation):
+    result = small_ablation
+    assert result.blocks == ("none", "PRCM") and result.seeds == (0, 1, 2)
+    assert set(result.runs) == {(block, framework) for block in ("none", "PRCM") for framework in ("torch", "jax")}
+    assert all(len(runs) == 3 for runs in result.runs.values())
+    table, gaps, note = digits.ablation_tables(result)
+    cells = {column.header: list(column.cells) for column in table.columns}
+    assert cells["block"] == ["none", "", "PRCM", ""] and cells["framework"] == ["torch", "jax"] * 2
+    keys = [(block, framework) for block in ("none", "PRCM") for framework in ("torch", "jax")]
+    assert cells["accuracy"] == [f"{digits.t_interval(result.accuracy(*key)).clipped(0, 100):.1f}" for key in keys]
+    assert cells["per seed"] == [" ".join(f"{a:.1f}" for a in result.accuracy(*key)) for key in keys]
+    assert cells["minus none, points"][:2] == ["", ""] and all(c.strip() for c in cells["minus none, points"][2:])
+    assert [list(column.cells) for column in gaps.columns][0] == ["none", "PRCM"]
+    assert all(len(c.split()) == 3 for c in list(gaps.columns[2].cells))
+    assert "exclude 0 by chance" in note and "What it cannot" in note
+
+
+def test_each_seed_trains_its_own_model(small_ablation):
+    for key, runs in small_ablation.runs.items():
+        losses = [run.loss for run in runs]
+        assert len(set(losses)) == len(losses), (key, losses)
+    assert len({run.accuracy for runs in small_ablation.runs.values() for run in runs}) > 1
+
+
+def test_the_seed_pairs_the_frameworks(small_ablation):
+    """Without dropout, a seed's torch and JAX runs are the same run up to rounding: closer to
+    each other than to any other seed's run (what the paired interval relies on)."""
+    torch_loss, jax_loss = (np.array([run.loss for run in small_ablation.runs["none", f]]) for f in digits.FRAMEWORKS)
+    between_seeds = np.abs(torch_loss[:, None] - jax_loss[None, :])[~np.eye(3, dtype=bool)].min()
+    assert np.abs(torch_loss - jax_loss).max() < 0.01 * between_seeds, (torch_loss, jax_loss)
+
+
+@pytest.mark.parametrize("block", DOC_BLOCKS, ids=[f"block{i}" for i in range(len(DOC_BLOCKS))])
+def test_docs_block_runs_on_its_own(block, tmp_path):
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{block}\n--- stderr ---\n{done.stderr[-3000:]}"

@@ -18,13 +18,18 @@ from prcm_jax import functional as F
 EPS32 = float(jnp.finfo(jnp.float32).eps)
 
 
-def _twins(name, channels=16, num_basis=4):
-    """A torch module and its NNX and linen twins holding the same weights."""
+def _twins(name, channels=16, num_basis=4, **options):
+    """A torch module and its NNX and linen twins holding the same weights (and options)."""
     torch.manual_seed(0)
     twin = CATALOG[name]
-    source = twin.build_torch(channels, num_basis)
-    model = torch_to_nnx(source, twin.build_nnx(channels, num_basis))
-    return source, model, twin.build_linen(channels, num_basis), torch_to_linen(source)
+    source = twin.build_torch(channels, num_basis, **options)
+    model = torch_to_nnx(source, twin.build_nnx(channels, num_basis, **options))
+    return source, model, twin.build_linen(channels, num_basis, **options), torch_to_linen(source)
+
+
+#: Every module with each of its option variants (gate, SE's activation).
+VARIANTS = [(name, options) for name in MODULES for options in CATALOG[name].variants]
+VARIANT_IDS = [name + "".join(f"[{v}]" for v in options.values()) for name, options in VARIANTS]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -35,12 +40,12 @@ def test_linen_param_tree_equals_nnx_state(name):
     assert jax.tree.map(jnp.shape, variables) == {"params": nnx_tree}
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("shape", [(2, 7, 5, 16), (1, 1, 1, 16), (3, 11, 16)])
-def test_nnx_and_linen_are_bit_identical(name, train, shape):
-    _, model, linen_model, variables = _twins(name)
-    x = jax.random.normal(jax.random.key(1), shape)
+def test_nnx_and_linen_are_bit_identical(name, options, train, shape):
+    _, model, linen_model, variables = _twins(name, **options)
+    x = 4 * jax.random.normal(jax.random.key(1), shape)  # logits beyond hard_sigmoid's kinks too
     key = jax.random.key(2) if train else None
     a = model(x, deterministic=not train, rngs=key)
     b = linen_model.apply(variables, x, deterministic=not train, rng=key)
@@ -197,6 +202,18 @@ def test_bad_input_is_named_nnx_and_linen(name, x, error, match):
         (lambda: prcm_jax.linen.SEModule(reduction=0), ValueError, "reduction must be >= 1"),
         (lambda: prcm_jax.linen.SEModule(reduction=8).init(jax.random.key(0), jnp.ones((1, 2, 4))), ValueError,
          r"channels // reduction must be >= 1, got 4 // 8"),
+        (lambda: prcm_jax.PRCM(16, gate="tanh", rngs=nnx.Rngs(0)), ValueError,
+         "PRCM: gate must be one of 'sigmoid', 'hard_sigmoid', got 'tanh'"),
+        (lambda: prcm_jax.ShiftOnlyPRCM(16, gate=None, rngs=nnx.Rngs(0)), TypeError, "gate must be one of"),
+        (lambda: prcm_jax.linen.AffinePRCM(gate="hard_swish"), ValueError, "AffinePRCM: gate must be one of"),
+        (lambda: prcm_jax.SEModule(16, act_layer="gelu", rngs=nnx.Rngs(0)), ValueError,
+         "SEModule: act_layer must be one of 'relu', 'silu', 'hard_swish', got 'gelu'"),
+        (lambda: prcm_jax.linen.SEModule(act_layer="gelu"), ValueError, "act_layer must be one of"),
+        (lambda: prcm_jax.SEModule(16, 4, rd_ratio=0.25, rngs=nnx.Rngs(0)), ValueError, "reduction, or timm's rd_ratio"),
+        (lambda: prcm_jax.linen.SEModule(rd_divisor=8), ValueError, "pass rd_ratio too"),
+        (lambda: prcm_jax.SEModule(16, rd_ratio=0.01, rngs=nnx.Rngs(0)), ValueError, r"hidden width round\(16 \* 0.01\) must be an int >= 1, got 0"),
+        (lambda: prcm_jax.linen.SEModule(rd_ratio=0.01).init(jax.random.key(0), jnp.ones((1, 2, 16))), ValueError,
+         r"hidden width round\(16 \* 0.01\)"),
     ],
 )  # fmt: skip
 def test_bad_constructor_arguments(build, error, match):
@@ -211,3 +228,18 @@ def test_train_mode_needs_usable_rngs():
     linen_model = prcm_jax.linen.PRCM()
     with pytest.raises(Exception, match="deterministic"):
         linen_model.init(jax.random.key(0), jnp.ones((1, 2, 2, 16)))
+
+
+@pytest.mark.parametrize("act_layer", ["relu", "silu", "hard_swish"])
+@pytest.mark.parametrize("gate", ["sigmoid", "hard_sigmoid"])
+def test_se_options_are_the_named_functions(act_layer, gate):
+    """NNX and linen SE compute gate(fc2(act(fc1(mean)))) with jax.nn's functions of those names."""
+    model = prcm_jax.SEModule(16, rd_channels=5, act_layer=act_layer, gate=gate, rngs=nnx.Rngs(0))
+    x = 3 * jax.random.normal(jax.random.key(1), (2, 3, 3, 16))
+    (w1, b1), (w2, b2) = model.fc1.value(), model.fc2.value()
+    act, gate_fn = {"relu": jax.nn.relu, "silu": jax.nn.silu, "hard_swish": jax.nn.hard_swish}[act_layer], getattr(jax.nn, gate)
+    expected = x * gate_fn(act(x.mean(axis=(1, 2)) @ w1 + b1) @ w2 + b2)[:, None, None, :]
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    linen_model = prcm_jax.linen.SEModule(rd_channels=5, act_layer=act_layer, gate=gate)
+    variables = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
+    np.testing.assert_array_equal(np.asarray(linen_model.apply(variables, x)), np.asarray(model(x)))

@@ -15,7 +15,7 @@ import prcm_jax
 import prcm_jax.linen
 import prcm_torch
 from parity import ConversionError, linen_to_torch, nnx_to_torch, save_safetensors, torch_to_linen, torch_to_nnx
-from parity.reference import error_in_eps
+from parity.proof.reference import error_in_eps
 
 EPS32 = float(np.finfo(np.float32).eps)
 LIMIT = 16  # eps x max|y| against a float64 torch run: about 4 eps per layer, 4 layers deep

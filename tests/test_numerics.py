@@ -1,6 +1,6 @@
 """Numerics at the edges: NaN and Inf propagate identically in both frameworks and both Flax
 APIs (eval and train, where a dropped NaN stays NaN as in torch), and huge inputs that
-saturate the sigmoid give the same finite values."""
+saturate the gate (sigmoid or hard sigmoid) give the same finite values."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import torch
 
 from parity import shared_dropout_mask, torch_to_linen, torch_to_nnx
 from prcm.catalog import CATALOG
-from parity.reference import error_in_eps, forward
+from parity.proof.reference import error_in_eps, forward
 from prcm import MODULES
 from prcm_jax.functional import keep_mask
 
@@ -29,12 +29,12 @@ def _inputs(kind: str) -> np.ndarray:
     return x
 
 
-def _outputs(name: str, x: np.ndarray, train: bool) -> dict[str, np.ndarray]:
+def _outputs(name: str, options: dict, x: np.ndarray, train: bool) -> dict[str, np.ndarray]:
     """torch, NNX and linen outputs for the same weights (and the same dropout mask)."""
     torch.manual_seed(0)
     twin = CATALOG[name]
-    module = twin.build_torch(8, 4).train(train)
-    model = torch_to_nnx(module, twin.build_nnx(8, 4))
+    module = twin.build_torch(8, 4, **options).train(train)
+    model = torch_to_nnx(module, twin.build_nnx(8, 4, **options))
     variables = torch_to_linen(module)
     key = jax.random.key(1) if train else None
     rate = module.dropout_rate if twin.dropout else 0.0
@@ -43,21 +43,25 @@ def _outputs(name: str, x: np.ndarray, train: bool) -> dict[str, np.ndarray]:
         y_torch = module(torch.from_numpy(x)).numpy()
     x_last = jnp.asarray(np.moveaxis(x, 1, -1))
     y_nnx = model(x_last, deterministic=not train, rngs=key)
-    y_linen = twin.build_linen(8, 4).apply(variables, x_last, deterministic=not train, rng=key)
+    y_linen = twin.build_linen(8, 4, **options).apply(variables, x_last, deterministic=not train, rng=key)
     params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     return {
         "torch": y_torch,
         "nnx": np.moveaxis(np.asarray(y_nnx), -1, 1),
         "linen": np.moveaxis(np.asarray(y_linen), -1, 1),
-        "reference": forward(x, params, kind=twin.kind, keep=keep, rate=rate),
-        "bound": forward(x, params, kind=twin.kind, keep=keep, rate=rate, bound=True),
+        "reference": forward(x, params, kind=twin.kind, keep=keep, rate=rate, **options),
+        "bound": forward(x, params, kind=twin.kind, keep=keep, rate=rate, bound=True, **options),
     }
 
 
+VARIANTS = [(name, options) for name in MODULES for options in CATALOG[name].variants]
+VARIANT_IDS = [name + "".join(f"[{v}]" for v in options.values()) for name, options in VARIANTS]
+
+
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("name", MODULES)
-def test_nan_and_inf_propagate_identically(name, train):
-    out = _outputs(name, _inputs("nonfinite"), train)
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_nan_and_inf_propagate_identically(name, options, train):
+    out = _outputs(name, options, _inputs("nonfinite"), train)
     for kind in ("nnx", "linen", "reference"):
         np.testing.assert_array_equal(np.isnan(out[kind]), np.isnan(out["torch"]), err_msg=kind)
         np.testing.assert_array_equal(np.isposinf(out[kind]), np.isposinf(out["torch"]), err_msg=kind)
@@ -70,9 +74,9 @@ def test_nan_and_inf_propagate_identically(name, train):
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("name", MODULES)
-def test_huge_inputs_saturate_the_same_way(name, train):
-    out = _outputs(name, _inputs("huge"), train)
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_huge_inputs_saturate_the_same_way(name, options, train):
+    out = _outputs(name, options, _inputs("huge"), train)
     scale = float(np.max(out["bound"]))
     for kind in ("torch", "nnx", "linen"):
         assert np.isfinite(out[kind]).all(), kind

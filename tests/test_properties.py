@@ -1,11 +1,11 @@
 """Property-based parity: any batch, channels, basis size, spatial rank and extent, weight
-scale, module, conversion direction and mode, in every dtype.
+scale, module and its options (gate, SE's activation), conversion direction and mode, in every dtype.
 
-Each example is one :func:`parity.check.run_case`: the source framework's module (weights
+Each example is one :func:`parity.proof.check.run_case`: the source framework's module (weights
 multiplied by a random scale) is converted with the public converters, both frameworks run
 on the same input, and each is compared with the float64 reference; the error must stay
 within the tolerance derived from the dtype's eps and the reduction lengths
-(:func:`parity.check.bound_limit`). Profiles: ``ci`` (default) and ``thorough``
+(:func:`parity.proof.check.bound_limit`). Profiles: ``ci`` (default) and ``thorough``
 (``HYPOTHESIS_PROFILE=thorough``), see conftest.py.
 """
 
@@ -15,15 +15,16 @@ import sys
 
 from hypothesis import given, note, strategies as st
 
-from parity.check import DIRECTIONS, MODES, Case, run_case
-from prcm import MODULES
+from parity.proof.check import DIRECTIONS, MODES, Case, cases, run_case
+from prcm import CATALOG, MODULES
 
 
 @st.composite
 def parity_cases(draw, dtypes: tuple[str, ...], log10_scale: float) -> Case:
     spatial = draw(st.lists(st.integers(1, 17), min_size=1, max_size=3))
+    module = draw(st.sampled_from(MODULES))
     return Case(
-        module=draw(st.sampled_from(MODULES)),
+        module=module,
         direction=draw(st.sampled_from(DIRECTIONS)),
         mode=draw(st.sampled_from(MODES)),
         dtype=draw(st.sampled_from(dtypes)),
@@ -31,6 +32,7 @@ def parity_cases(draw, dtypes: tuple[str, ...], log10_scale: float) -> Case:
         num_basis=draw(st.integers(1, 16)),
         seed=draw(st.integers(0, 2**16)),
         weight_scale=10.0 ** draw(st.floats(-log10_scale, log10_scale)),
+        options=tuple(draw(st.sampled_from(CATALOG[module].variants)).items()),
     )
 
 
@@ -62,7 +64,8 @@ def test_float64_in_x64_mode():
     done = subprocess.run([sys.executable, "-m", "parity", "--quick", "--dtypes", "float64"],
                           capture_output=True, text=True, env=env)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "all 96 cases passed" in done.stdout and "float64: worst forward" in done.stdout
+    expected = len(list(cases(dtypes=("float64",), per_row=1)))  # every module and variant
+    assert f"all {expected} cases passed" in done.stdout and "float64: worst forward" in done.stdout
 
 
 def test_float64_without_x64_is_refused_clearly():

@@ -232,20 +232,24 @@ def test_plugs_into_timm_as_attn_layer(name):
     assert all(p.is_meta for p in skeleton.layer1[0].se.parameters())
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_export_with_a_dynamic_batch_runs_at_another_batch(name):
+VARIANTS = [(name, options) for name in MODULES for options in CATALOG[name].variants]
+VARIANT_IDS = [name + "".join(f"[{v}]" for v in options.values()) for name, options in VARIANTS]
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_export_with_a_dynamic_batch_runs_at_another_batch(name, options):
     torch.manual_seed(0)
-    module = CATALOG[name].build_torch(16, 4).eval()
+    module = CATALOG[name].build_torch(16, 4, **options).eval()
     program = export(module, (torch.randn(2, 16, 6, 6),), dynamic_shapes=({0: Dim("batch")},))
     for batch in (1, 5):
         x = torch.randn(batch, 16, 6, 6)
         torch.testing.assert_close(program.module()(x), module(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_fx_symbolic_trace_and_torchscript(name):
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_fx_symbolic_trace_and_torchscript(name, options):
     torch.manual_seed(0)
-    module = CATALOG[name].build_torch(16, 4).eval()
+    module = CATALOG[name].build_torch(16, 4, **options).eval()
     x = torch.randn(3, 16, 5, 7)
     traced = torch.fx.symbolic_trace(module)
     torch.testing.assert_close(traced(x), module(x), rtol=0, atol=0)

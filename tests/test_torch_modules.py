@@ -2,22 +2,20 @@
 
 import pytest
 import torch
+from flax import nnx
 
 import prcm_torch
 from prcm import CATALOG, MODULES
-from seed_modules import SEED
-
-SEED_TABLE = {"PRCM": 1024, "AffinePRCM": 1536, "PRCMNoDropout": 1024, "AffinePRCMNoDropout": 1536,
-              "ShiftOnlyPRCM": 1024, "SEModule": 2128}  # fmt: skip
+from seed_modules import SEED, SEED_PARAMS
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 def test_parameter_count_matches_seed_table(name):
-    module = getattr(prcm_torch, name)(64)
-    assert sum(p.numel() for p in module.parameters()) == SEED_TABLE[name]
+    module = CATALOG[name].torch(64)
+    assert sum(p.numel() for p in module.parameters()) == SEED_PARAMS[CATALOG[name].seed_name]
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 @pytest.mark.parametrize("channels,config", [(64, 8), (24, 4), (7, 1)])
 def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, config):
     kw = {"reduction": min(config, channels)} if CATALOG[name].kind == "se" else {"num_basis": config}
@@ -29,7 +27,7 @@ def test_seed_state_dict_loads_strictly_and_computes_the_same(name, channels, co
     torch.testing.assert_close(ours(x), seed_module(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", SEED)
 def test_same_seed_same_initialisation_as_seed(name):
     torch.manual_seed(11)
     seed_module = SEED[name](32)
@@ -67,11 +65,18 @@ def test_dropout_rate_is_the_dropout_layers_rate(name):
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_catalog_reads_back_the_constructor_arguments(name):
-    """What ``from_timm`` gives a block's NNX twin: the torch block's own arguments, not defaults."""
+@pytest.mark.parametrize("variant", range(4))
+def test_catalog_reads_back_the_constructor_arguments(name, variant):
+    """What ``from_timm`` gives a block's NNX twin: the torch block's own arguments (options
+    included), not defaults; and the NNX and linen classes take them as they are."""
     entry = CATALOG[name]
-    config = {"reduction": 2} if entry.kind == "se" else {"num_basis": 5, **({"dropout_rate": 0.3} if entry.dropout else {})}
-    assert entry.config_of(getattr(prcm_torch, name)(16, **config)) == config
+    options = entry.variants[variant % len(entry.variants)]
+    sizes = ({"reduction": 2}, {"rd_channels": 3})[variant % 2] if entry.kind == "se" else {"num_basis": 5}
+    config = {**sizes, **({"dropout_rate": 0.3} if entry.dropout else {}), **options}
+    assert entry.config_of(entry.torch(16, **config)) == config
+    assert entry.config_of(entry.torch(16, **{**sizes, **({"dropout_rate": 0.3} if entry.dropout else {}),
+                                              **{k: v.upper() for k, v in options.items()}})) == config  # canonical names
+    assert entry.nnx(16, **config, rngs=nnx.Rngs(0)).channels == 16 and entry.linen(**config).name is None
     with pytest.raises(TypeError, match=f"config_of needs a prcm_torch.{name}, got torch.nn.modules.linear.Linear"):
         entry.config_of(torch.nn.Linear(2, 2))
 
@@ -149,3 +154,34 @@ def test_bad_input_is_named(name, x, error, match):
 def test_bad_constructor_arguments(cls, args, error, match):
     with pytest.raises(error, match=match):
         cls(*args)
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,error,match",
+    [
+        (prcm_torch.PRCM, {"gate": "tanh"}, ValueError, "PRCM: gate must be one of 'sigmoid', 'hard_sigmoid', got 'tanh'"),
+        (prcm_torch.AffinePRCM, {"gate_layer": torch.nn.Tanh}, TypeError,
+         r"AffinePRCM: gate_layer must be one of 'sigmoid', 'hard_sigmoid' or a layer class for one \(nn.Sigmoid, nn.Hardsigmoid"),
+        (prcm_torch.ShiftOnlyPRCM, {"gate": "relu"}, ValueError, "ShiftOnlyPRCM: gate must be one of"),
+        (prcm_torch.PRCMNoDropout, {"gate": "sigmoid", "gate_layer": "hard_sigmoid"}, ValueError,
+         "gate='sigmoid' and gate_layer='hard_sigmoid' disagree"),
+        (prcm_torch.PRCMNoDropout, {"dropout_rate": 0.1}, TypeError, "unexpected keyword argument 'dropout_rate' \\(it has no dropout\\)"),
+        (prcm_torch.PRCM, {"reduction": 4}, TypeError, "unexpected keyword argument 'reduction'"),
+        (prcm_torch.SEModule, {"act_layer": torch.nn.GELU}, TypeError,
+         r"SEModule: act_layer must be one of 'relu', 'silu', 'hard_swish' or a layer class for one \(nn.ReLU, nn.SiLU, nn.Hardswish"),
+        (prcm_torch.SEModule, {"force_act_layer": "gelu"}, ValueError, "SEModule: act_layer must be one of"),
+        (prcm_torch.SEModule, {"reduction": 4, "rd_ratio": 0.25}, ValueError, "give the hidden width one way"),
+        (prcm_torch.SEModule, {"rd_round_fn": round}, ValueError, "pass rd_ratio too"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.25, "rd_divisor": 8, "rd_round_fn": round}, ValueError, "give one"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.0}, ValueError, "rd_ratio must be > 0, got 0.0"),
+        (prcm_torch.SEModule, {"rd_ratio": "1/16"}, TypeError, "rd_ratio must be a number"),
+        (prcm_torch.SEModule, {"rd_channels": 0}, ValueError, "rd_channels must be >= 1, got 0"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.01}, ValueError, r"the hidden width round\(16 \* 0.01\) must be an int >= 1, got 0"),
+        (prcm_torch.SEModule, {"rd_ratio": 0.25, "rd_round_fn": lambda v: v}, ValueError, r"rd_round_fn\(16 \* 0.25\) must be an int"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_named_before_any_work(monkeypatch, cls, kwargs, error, match):
+    """Raised before a parameter is allocated (torch.empty, which nn.Linear and the basis call, is never reached)."""
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: pytest.fail("a parameter was allocated"))
+    with pytest.raises(error, match=match):
+        cls(16, **kwargs)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer, PrecisionLike
 
-from prcm.validate import check_basis_config
+from prcm.validate import check_basis_config, check_gate
 from prcm_jax import functional as F
 from prcm_jax.initializers import basis_init, torch_linear_kernel_init
 from prcm_jax.linen.params import LinearParams
@@ -31,6 +31,7 @@ class _BasisRecalibration(nn.Module):
 
     num_basis: int = 8
     dropout_rate: float = 0.0  # a ClassVar in the variants without dropout
+    gate: str = _kw("sigmoid")
     deterministic: bool | None = _kw(None)
     dtype: Dtype | None = _kw(None)
     param_dtype: Dtype = _kw(jnp.float32)
@@ -43,6 +44,7 @@ class _BasisRecalibration(nn.Module):
 
     def __post_init__(self) -> None:
         check_basis_config(type(self).__name__, None, self.num_basis, self.dropout_rate)
+        check_gate(type(self).__name__, self.gate)
         super().__post_init__()
 
     @nn.compact
@@ -71,16 +73,18 @@ class _BasisRecalibration(nn.Module):
             key = self.make_rng("dropout") if rng is None else rng
         return F.basis_recalibration(
             x, basis, scale, shift, dropout_rate=self.dropout_rate, dropout_key=key,
-            dtype=self.dtype, precision=self.precision, owner=owner,
+            gate=self.gate, dtype=self.dtype, precision=self.precision, owner=owner,
         )  # fmt: skip
 
 
 class PRCM(_BasisRecalibration):
-    """Pattern Recalibration Module: ``x * sigmoid(fuser(coeff))``, Flax linen.
+    """Pattern Recalibration Module: ``x * gate(fuser(coeff))``, Flax linen.
 
     Args:
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients when not deterministic, in ``[0, 1)``.
+      gate: ``'sigmoid'`` (default) or ``'hard_sigmoid'`` (``relu6(z + 3) / 6``); others are
+        refused when the module is built, naming these two.
       deterministic: default of the call argument, as ``nn.Dropout``.
       dtype: computation dtype (``None``: promote input and parameters).
       param_dtype: parameter dtype.
@@ -94,6 +98,8 @@ class PRCM(_BasisRecalibration):
     {'params': {'basis': (8, 64), 'fuser': {'kernel': (8, 64)}}}
     >>> m.apply(variables, jnp.ones((2, 16, 16, 64)), deterministic=True).shape
     (2, 16, 16, 64)
+    >>> PRCM(gate="hard_sigmoid").gate
+    'hard_sigmoid'
     """
 
     dropout_rate: float = 0.5
@@ -102,11 +108,12 @@ class PRCM(_BasisRecalibration):
 
 
 class AffinePRCM(_BasisRecalibration):
-    """Affine PRCM: ``x * sigmoid(scale_proj(coeff)) + shift_proj(coeff)``, Flax linen.
+    """Affine PRCM: ``x * gate(scale_proj(coeff)) + shift_proj(coeff)``, Flax linen.
 
     Args:
       num_basis: number of basis vectors ``K``.
       dropout_rate: dropout on the coefficients when not deterministic, in ``[0, 1)``.
+      gate: ``'sigmoid'`` or ``'hard_sigmoid'``, as :class:`PRCM`.
       deterministic: default of the call argument, as ``nn.Dropout``.
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 
@@ -159,6 +166,7 @@ class ShiftOnlyPRCM(_BasisRecalibration):
 
     Args:
       num_basis: number of basis vectors ``K``.
+      gate: checked as :class:`PRCM`'s and changes nothing: the block has no gate.
       deterministic: accepted as :class:`PRCM` (changes nothing here).
       dtype: computation dtype; param_dtype, precision and initializers as :class:`PRCM`.
 

@@ -11,22 +11,20 @@
 ``from_timm(timm_model)`` builds the twin of a timm ResNet and copies its weights.
 """
 
+from prcm_jax.models.layers import BatchNorm, Modes, conv_kernel_init, make_divisible
 from prcm_jax.models.resnet import (
     AttnLayer,
     BasicBlock,
-    BatchNorm,
     Bottleneck,
     ResNet,
     SqueezeExcite,
-    Modes,
-    make_divisible,
     resnet18,
     resnet34,
     resnet50,
     resnet101,
     resnet152,
 )
-from prcm_jax.models import resnet
+from prcm_jax.models import layers, resnet
 from prcm_jax.models.timm import from_timm, twin_config
 
-__all__ = [*resnet.__all__, "from_timm", "twin_config"]
+__all__ = [*layers.__all__, *resnet.__all__, "from_timm", "twin_config"]

@@ -10,7 +10,8 @@ from typing import Any
 
 from flax import nnx
 
-from prcm_jax.models.resnet import STAGE_WIDTHS, ResNet, make_divisible
+from prcm_jax.models.layers import make_divisible
+from prcm_jax.models.resnet import STAGE_WIDTHS, ResNet
 
 __all__ = ["from_timm", "twin_config"]
 

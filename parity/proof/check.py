@@ -1,10 +1,13 @@
-"""The parity sweep: every module x conversion direction x mode x dtype x shape.
+"""The parity sweep: every module x options x conversion direction x mode x dtype x shape.
 
-One case builds a module in the source framework with random weights, converts it into
+The options are each module's variants in the catalog (:attr:`prcm.catalog.Entry.variants`):
+the PRCM variants with each gate (sigmoid, hard_sigmoid), SE with the gate and hidden
+activation of each network family. One case builds a module in the source framework with
+random weights (and those options), converts it into
 the other framework with the public converters, runs both on the same input and compares
 each against an independent float64 reference:
 
-* ``eval``: outputs, deterministic, against :func:`parity.reference.forward`;
+* ``eval``: outputs, deterministic, against :func:`parity.proof.reference.forward`;
 * ``train``: outputs in train mode, the same dropout mask on both sides (JAX draws it
   with ``keep_mask``; torch applies it through :func:`parity.shared_dropout_mask`);
 * ``grad``: gradients of ``sum(y * cotangent)`` in train mode with respect to the input
@@ -22,9 +25,11 @@ Errors are in units of the dtype's eps, measured two ways (per tensor, worst kep
 
 * against ``max|reference|`` — the design's float32 contract: 8 eps for outputs and 64 eps
   for gradients, at the modules' default initialisation;
-* against ``max(bound)``, the running error bound of :mod:`parity.reference`, with a limit
+* against ``max(bound)``, the running error bound of :mod:`parity.proof.reference`, with a limit
   derived from the dtype and the reduction lengths (:func:`bound_limit`). This one holds for
-  any weights and shapes, badly conditioned ones included, and applies to every case.
+  any weights and shapes, badly conditioned ones included, and applies to every case. A value
+  within that limit of a kink (hard_sigmoid's and hard_swish's at ±3) counts as on either side:
+  the bound carries the jump of the slope there (``kink = eps x limit``, see the reference).
 
 Used by the tests (fixed sweeps and hypothesis) and by ``python -m parity``.
 """
@@ -35,7 +40,7 @@ import contextlib
 import functools
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import jax
@@ -48,10 +53,10 @@ from flax import nnx
 import prcm
 from parity.arrays import to_numpy, to_torch
 from parity.convert import linen_to_torch, nnx_to_torch, torch_state_dict, torch_to_linen, torch_to_nnx
-from parity.dropout import shared_dropout_mask
+from parity.proof.dropout import shared_dropout_mask
 from prcm.catalog import CATALOG, Entry
-from parity.precision import pinned_precision
-from parity.reference import backward, error_in_eps, forward
+from parity.proof.precision import pinned_precision
+from parity.proof.reference import backward, error_in_eps, forward
 from prcm_jax.functional import keep_mask
 
 __all__ = ["Case", "Result", "DIRECTIONS", "MODES", "GRAD_MODES", "DTYPES", "DEFAULT_DTYPES", "SHAPES", "REF_LIMITS", "STAGES", "bound_limit",
@@ -94,7 +99,7 @@ def bound_limit(dtype: str, shape: tuple[int, ...], num_basis: int, grad: bool) 
     """The tolerance, in eps x max(bound), derived from the dtype and the reduction lengths.
 
     Every intermediate is rounded once, by at most eps/2 of its bound (the bound of
-    :mod:`parity.reference` carries the sensitivities downstream: sigmoid' <= 1/4, relu' <= 1).
+    :mod:`parity.proof.reference` carries the sensitivities downstream: sigmoid' <= 1/4, relu' <= 1).
     That gives eps/2 per stage of :data:`STAGES`. A sum of ``n`` terms accumulated in the dtype
     adds at most ``log2(n)`` roundings more (the blocked / pairwise summation both frameworks
     use). The forward pass sums over the spatial size ``N``, the channels ``C`` and the basis
@@ -129,6 +134,12 @@ class Case:
     num_basis: int
     seed: int = 0
     weight_scale: float = 1.0  # every source weight is multiplied by this before converting
+    options: tuple[tuple[str, str], ...] = ()  # the module's options (gate, act_layer), as (name, value)
+
+    def __str__(self) -> str:
+        options = "".join(f"[{v}]" for _, v in self.options)
+        return (f"{self.module}{options} {self.direction} {self.mode} {self.dtype} {self.shape} K={self.num_basis}"
+                + (f" seed={self.seed}" if self.seed else "") + (f" x{self.weight_scale:g}" if self.weight_scale != 1 else ""))
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,7 @@ class Result:
     Attributes:
       error: ``max|got - ref| / (eps * max|ref|)``, worst over compared tensors.
       bound_error: ``max|got - ref| / (eps * max bound)``, the bound from
-        :mod:`parity.reference` (``bound=True``), worst over compared tensors.
+        :mod:`parity.proof.reference` (``bound=True``), worst over compared tensors.
       limit: the limit on ``error`` (float32 at the default weight scale: the design's
         contract), or ``None``.
       bound_limit: the limit on ``bound_error`` (:func:`bound_limit`), every case.
@@ -164,13 +175,16 @@ def cases(
     dtypes: tuple[str, ...] = DEFAULT_DTYPES,
     shapes: tuple[tuple[tuple[int, ...], int], ...] = SHAPES,
     per_row: int | None = None,
+    options: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Iterator[Case]:
-    """Every combination, in table order (a row is module x direction x mode x dtype).
+    """Every combination, in table order (a row is module x variant x mode x dtype).
 
     Args:
       modules, directions, modes, dtypes, shapes: what to sweep.
       per_row: take only this many shapes per row, rotating through ``shapes`` from one
-        module x mode x dtype to the next so that a short sweep still covers every shape.
+        row to the next so that a short sweep still covers every shape.
+      options: keep only the variants whose options take these values (``{"gate":
+        ("sigmoid",)}``); default every variant of each module (:attr:`prcm.catalog.Entry.variants`).
 
     ``mean-path`` rows leave out shapes with one spatial position, where the gradient has no
     part through the mean to compare.
@@ -179,15 +193,20 @@ def cases(
     set()
     >>> list(cases(modules=("PRCM",), modes=("mean-path",), shapes=(((1, 32, 1, 1), 1),)))
     []
+    >>> sorted({c.options for c in cases(modules=("PRCM", "ShiftOnlyPRCM"), directions=("torch->nnx",))})
+    [(), (('gate', 'hard_sigmoid'),), (('gate', 'sigmoid'),)]
     """
-    for r, (module, mode, dtype) in enumerate(itertools.product(modules, modes, dtypes)):
+    options = options or {}
+    variants = [(module, tuple(v.items())) for module in modules for v in CATALOG[module].variants
+                if all(k not in v or v[k] in values for k, values in options.items())]  # fmt: skip
+    for r, ((module, variant), mode, dtype) in enumerate(itertools.product(variants, modes, dtypes)):
         row = tuple(s for s in shapes if mode != "mean-path" or math.prod(s[0][2:]) > 1)
         if not row:
             continue
         picked = row if per_row is None else dict.fromkeys(row[(r * per_row + j) % len(row)] for j in range(per_row))
         for direction in directions:  # the same shapes in every direction: they share compiled programs
             for shape, num_basis in picked:
-                yield Case(module, direction, mode, dtype, shape, num_basis)
+                yield Case(module, direction, mode, dtype, shape, num_basis, options=variant)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -266,10 +285,10 @@ def _positive(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype) -> tuple[torch.nn.Module, _Jax]:
     """Source module with random weights (times ``weight_scale``; :func:`_positive` in
     ``mean-path`` mode), converted into the other framework."""
-    channels = case.shape[1]
+    channels, options = case.shape[1], dict(case.options)
     positive = case.mode == "mean-path"
     torch.manual_seed(case.seed)
-    torch_model = twin.build_torch(channels, case.num_basis, dtype=torch_dtype)
+    torch_model = twin.build_torch(channels, case.num_basis, dtype=torch_dtype, **options)
     source, target = case.direction.split("->")
     if source == "torch":
         with torch.no_grad():
@@ -278,7 +297,7 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
         if positive:
             torch_model.load_state_dict(_positive(torch_model.state_dict()))
     if "nnx" in (source, target):
-        model = twin.build_nnx(channels, case.num_basis, seed=case.seed + 1, param_dtype=np_dtype)
+        model = twin.build_nnx(channels, case.num_basis, seed=case.seed + 1, param_dtype=np_dtype, **options)
         if source == "torch":
             torch_to_nnx(torch_model, model)
         else:
@@ -287,7 +306,7 @@ def _build(case: Case, twin: Entry, torch_dtype: torch.dtype, np_dtype: np.dtype
                 torch_to_nnx(_positive(torch_state_dict(model, torch_model)), model)
             nnx_to_torch(model, torch_model)
         return torch_model, _Jax(model=model)
-    linen_model = twin.build_linen(channels, case.num_basis, param_dtype=np_dtype)
+    linen_model = twin.build_linen(channels, case.num_basis, param_dtype=np_dtype, **options)
     if source == "torch":
         variables = torch_to_linen(torch_model)
     else:
@@ -347,12 +366,16 @@ def run_case(case: Case) -> Result:
             key, draws = jax.random.fold_in(key, 1), draws + 1
             keep = np.asarray(keep_mask(key, rate, keep.shape))
 
+        grad = case.mode in GRAD_MODES
+        limit = bound_limit(case.dtype, case.shape, case.num_basis, grad)
+        reference = dict(kind=twin.kind, keep=keep, rate=rate, **dict(case.options))
+
         def mask(model: torch.nn.Module):
             return shared_dropout_mask(model, keep) if keep is not None else contextlib.nullcontext()
 
         if case.mode in ("eval", "train"):
-            refs = {"y": forward(x, params, kind=twin.kind, keep=keep, rate=rate)}
-            bounds = {"y": forward(x, params, kind=twin.kind, keep=keep, rate=rate, bound=True)}
+            refs = {"y": forward(x, params, **reference)}
+            bounds = {"y": forward(x, params, **reference, bound=True, kink=eps * limit)}
             with torch.no_grad(), mask(torch_model):
                 got_torch = {"y": to_numpy(torch_model(to_torch(x)))}
             got_jax = {"y": np.moveaxis(np.asarray(jax_side(x_last, key)), -1, 1)}
@@ -361,8 +384,8 @@ def run_case(case: Case) -> Result:
             if case.mode == "mean-path":  # positive, and / sqrt(n) so that no sum of n positive terms overflows float16
                 cot = (np.abs(cot) / np.sqrt(np.prod(case.shape[2:]))).astype(cot.dtype)
             _mean_path(cot)[...] = 0.0
-            refs = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate)
-            bounds = backward(x, params, cot, kind=twin.kind, keep=keep, rate=rate, bound=True)
+            refs = backward(x, params, cot, **reference)
+            bounds = backward(x, params, cot, **reference, bound=True, kink=eps * limit)
             got_torch = _torch_grads(torch_model, to_torch(x), torch.from_numpy(cot), mask)
             g_x, g_vars = jax_side.grads(x_last, key, jnp.asarray(np.moveaxis(cot, 1, -1)))
             got_jax = {k: to_numpy(v) for k, v in torch_state_dict(g_vars, torch_model).items()}
@@ -378,12 +401,11 @@ def run_case(case: Case) -> Result:
             scale = max(float(np.max(bounds[name][np.isfinite(bounds[name])], initial=0.0)), floor)
             errors[f"{side} {name}"] = (error_in_eps(got[name], ref, eps), error_in_eps(got[name], ref, eps, scale))
     which = max(errors, key=lambda k: (errors[k][1], errors[k][0]))
-    grad = case.mode in GRAD_MODES
     return Result(
         case,
         error=max(e[0] for e in errors.values()),
         bound_error=errors[which][1],
         limit=REF_LIMITS[case.dtype][grad] if case.dtype in REF_LIMITS and case.weight_scale == 1 else None,
-        bound_limit=bound_limit(case.dtype, case.shape, case.num_basis, grad),
+        bound_limit=limit,
         detail=which,
     )

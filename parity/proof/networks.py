@@ -30,25 +30,55 @@ JAX: the twin's BatchNorm and block outputs, recorded with ``nnx.capture``); the
 inputs that crossed is reported. Max-pool ties and the functional ReLU inside
 ``prcm.SEModule`` are not forced (a handful of values per network).
 
-Limit: both frameworks run the same float32 operations on the same weights, so their errors
-are the same local roundings carried through the same network; what differs is how each
-library orders and accumulates its sums. Per convolution, XLA:CPU's error is 0.7-1.8x
-oneDNN's (measured alone: :data:`RATIO`, 4, covers it). The reductions differ more: ATen
-accumulates BatchNorm statistics in float64 and sums pairwise, XLA:CPU keeps one float32
-running sum; the random rounding error of a length-``n`` sum grows like ``sqrt(n)`` against
-about ``sqrt(log2 n)``. The longest sums here are the stem BatchNorm's and the stem
-convolution's weight gradient, over ``n = B * (H/2) * (W/2)`` values, so per case:
+Limit, from per-layer measurements. Both frameworks run the same float32 operations on the same
+weights at the same point (the ReLU kinks are forced to the same side), so the error of a
+tensor is ``e = sum_op J_op d_op``: each operation's own rounding error ``d_op``, carried to the
+tensor by the same linear map ``J_op`` in both. :func:`parity.proof.operations.layer_errors`
+measures each layer's ``d_op`` alone, at the very values the float64 network feeds it and sends
+back. Over resnet18 on 2 images of 64x64, every attention in train mode and three in eval
+(1,944 results; JAX 0.10 / XLA:CPU against torch 2.14 / ATen and oneDNN), JAX's normwise error
+over torch's is:
 
-    jax_normwise <= limit * max(torch_normwise, FLOOR),   limit = max(RATIO, sqrt(n / log2 n))
+* convolutions: output 0.7-1.94 (median 1.6: XLA sums the ``9 C`` products of an output in
+  another order than oneDNN), input gradient 0.26-2.04 (the stride-1 3x3 ones about 1.9, the
+  strided ones 0.3-0.8), weight gradient 0.76-1.42;
+* BatchNorm: output 0.74-2.11 (2.11 is 1.11 eps against 0.53: ATen computes the train-mode
+  statistics in float64), gradients 0.55-1.51;
+* the attention blocks (SE and the six PRCM modules): output 0.7-1.5, gradients 0.22-1.94;
+  the head ``fc``: 0.68-1.43.
 
-(13.6 at 2 images of 64x64). Measured, JAX's error is typically 1.3-2x torch's; the largest
-ratios (5-11) come where torch's float64 statistics matter most: train mode with
-ShiftOnlyPRCM (large per-channel shifts that the next BatchNorm removes again) and the
-8-element SE biases. A twin that differs in anything but rounding (padding, BatchNorm
-epsilon or variance, attention placement, a dropout mask) is off by orders of magnitude
-more (``tests/test_models.py`` breaks the twin and watches these checks fail). That the twin
-computes the same function is shown apart from rounding too: in float64 (JAX's x64 mode) its
-logits and gradients agree with timm's to about 1e-14.
+The reductions are not where JAX loses: XLA:CPU sums in blocks (YNNPACK), the spatial and batch
+means and the backward sums to 0.15-0.44 eps x |sum| at n = 8 to 401,408 terms, against ATen's
+0.37-0.87 (a float32 running sum would be 5.8 at n = 2048, 82 at 401,408). :data:`OP_RATIO` = 2.2
+bounds every layer. With independent zero-mean ``d_op``, ``E|e|^2 = sum_op E|J_op d_op|^2``, so
+on every tensor ``E|e_jax|^2 <= OP_RATIO^2 E|e_torch|^2``, whatever the depth, batch or image
+size. One run draws one sample: if a tensor's error has ``k`` independent components,
+``(|e_jax| / |e_torch|)^2`` is ``rho^2 F(k, k)`` (``rho <= OP_RATIO``, ``F`` the F-distribution),
+whose 99.99% point ``sqrt(F(k, k))`` is 1.39 at ``k = 128`` and 4.77 at ``k = 8``. Hence two
+limits per check, on ``max(jax, FLOOR) / max(torch, FLOOR)``:
+
+* typical, the geometric mean of the check's ratios: :data:`TYPICAL_LIMIT` = 2.2 x 1.39 = 3.1.
+  The logits carry at least ``B x 512`` independent components (the pooled features); the
+  stats and grad checks average 40 to 226 tensors. A twin five times less accurate than torch
+  is at 4-6 and fails (``tests/test_models.py`` adds 8 eps of relative noise to every BatchNorm
+  output and input gradient, and watches eval, train and grad fail);
+* worst, any one tensor: :data:`WORST_LIMIT` = 2.2 x 4.77 = 10.5; the smallest tensors carry
+  8 components (SE's hidden biases; a PRCM basis gradient is its ``K = 8`` coefficient errors
+  times the pooled input). A twin that differs in anything but rounding (padding, BatchNorm
+  epsilon or variance, attention placement, a dropout mask) is off by orders of magnitude
+  more (also tested).
+
+Measured (resnet18 and resnet50, 2 and 4 images of 64x64, every attention), the real twin's
+typical ratio is 0.92-1.53 and its worst 1.22-3.65. The previous limit, ``max(4, sqrt(n / log2 n))``
+(13.6 at 2 x 64 x 64), assumed XLA:CPU keeps one float32 running sum; it does not, and that
+allowance let a twin 13 times less accurate pass. The PRCM bases are scaled (see
+:func:`randomize`) because the limits need the error spread over many components: with
+``N(0, 1)`` bases resnet18's eval-mode input gradient is off by hundreds of eps, carried by a
+few coefficient errors (``k`` near 1), and two equally accurate runs differ by several times
+(torch NCHW / channels-last: 0.6-2.3x; JAX op by op / compiled: 0.01-6.6x, the kind of gap
+once reported as the twin's 5.9x excess). That the twin computes the same function is shown
+apart from rounding too: in float64 (JAX's x64 mode) its logits and gradients agree with
+timm's to about 1e-14.
 """
 
 from __future__ import annotations
@@ -69,18 +99,19 @@ from flax import nnx
 import prcm
 from parity.arrays import to_numpy
 from parity.convert import nnx_to_torch, torch_state_dict, torch_to_nnx
-from parity.dropout import shared_dropout_mask
-from parity.precision import pinned_precision
-from parity.reference import error_in_eps, normwise_error_in_eps
+from parity.proof.dropout import shared_dropout_mask
+from parity.proof.precision import pinned_precision
+from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm_jax.functional import keep_mask
 
 __all__ = [
     "NETWORKS",
     "ATTENTIONS",
     "CHECKS",
-    "RATIO",
+    "OP_RATIO",
     "FLOOR",
-    "ratio_limit",
+    "TYPICAL_LIMIT",
+    "WORST_LIMIT",
     "NetworkCase",
     "NetworkResult",
     "TensorError",
@@ -100,23 +131,17 @@ NETWORKS: tuple[str, ...] = ("resnet18", "resnet50")
 #: ``none``, ``se`` (timm's SEModule) and every module of the catalog.
 ATTENTIONS: tuple[str, ...] = ("none", "se", *prcm.MODULES)
 CHECKS: tuple[str, ...] = ("eval", "train", "stats", "grad")
-#: JAX's float32 normwise error may be this many times torch float32's own on the same tensor
-#: (the per-convolution factor; :func:`ratio_limit` raises it for long reductions) ...
-RATIO = 4.0
-#: ... taking torch's as at least this many eps.
+#: JAX's float32 error over torch's on one layer, at the values the network feeds it (against
+#: float64): the largest measured over resnet18's layers is 2.11 (see the module docstring).
+OP_RATIO = 2.2
+#: A normwise error under this many eps counts as this many (the rounding of the stored result).
 FLOOR = 1.0
+#: Limit on a check's typical ratio (geometric mean over its tensors): ``OP_RATIO * sqrt(F(128, 128))``
+#: at 99.99%, ``2.2 * 1.39``.
+TYPICAL_LIMIT = 3.1
+#: Limit on any one tensor's ratio: ``OP_RATIO * sqrt(F(8, 8))`` at 99.99%, ``2.2 * 4.77``.
+WORST_LIMIT = 10.5
 EPS32 = float(np.finfo(np.float32).eps)
-
-
-def ratio_limit(batch: int, image: int) -> float:
-    """The limit on JAX / torch normwise error for a case: ``max(RATIO, sqrt(n / log2 n))``,
-    ``n = batch * ceil(image / 2) ** 2`` (the stem's sums; see the module docstring).
-
-    >>> round(ratio_limit(2, 64), 1)
-    13.6
-    """
-    n = batch * (-(-image // 2)) ** 2
-    return max(RATIO, float(np.sqrt(n / np.log2(n)))) if n > 1 else RATIO
 
 
 @dataclass(frozen=True)
@@ -145,8 +170,8 @@ class TensorError(NamedTuple):
 
     @property
     def ratio(self) -> float:
-        """JAX's normwise error over torch's (taken as at least :data:`FLOOR`): the judged quantity."""
-        return self.jax_norm / max(self.torch_norm, FLOOR)
+        """JAX's normwise error over torch's, each taken as at least :data:`FLOOR`: the judged quantity."""
+        return max(self.jax_norm, FLOOR) / max(self.torch_norm, FLOOR)
 
 
 def tensor_error(got_torch: np.ndarray, got_jax: np.ndarray, ref_torch: np.ndarray,
@@ -166,27 +191,33 @@ class CheckSummary:
       tensors: how many tensors were compared.
       worst: the largest ``max`` errors of torch and JAX (eps x max|ref|).
       median: the median ``max`` errors of torch and JAX over the tensors.
-      ratio: the largest JAX / torch normwise ratio, and on which tensor.
-      limit: the limit on that ratio (:func:`ratio_limit`).
+      ratio: the largest JAX / torch normwise ratio, and on which tensor (within :data:`WORST_LIMIT`).
+      typical: the geometric mean of the ratios (within :data:`TYPICAL_LIMIT`).
     """
 
     tensors: int
     worst: tuple[float, float]
     median: tuple[float, float]
     ratio: tuple[float, str]
-    limit: float
+    typical: float
+
+    @property
+    def margin(self) -> float:
+        """The larger of ``typical / TYPICAL_LIMIT`` and ``ratio / WORST_LIMIT``: passes at 1 or less."""
+        return max(self.typical / TYPICAL_LIMIT, self.ratio[0] / WORST_LIMIT)
 
     @property
     def ok(self) -> bool:
-        return self.ratio[0] <= self.limit
+        return self.margin <= 1.0
 
 
-def summarize(errors: dict[str, TensorError], limit: float) -> CheckSummary:
-    """The :class:`CheckSummary` of one check's tensors, judged against ``limit``."""
+def summarize(errors: dict[str, TensorError]) -> CheckSummary:
+    """The :class:`CheckSummary` of one check's tensors."""
     name = max(errors, key=lambda n: errors[n].ratio)
     torch_max, jax_max = [e.torch for e in errors.values()], [e.jax for e in errors.values()]
+    typical = float(np.exp(np.mean([np.log(e.ratio) for e in errors.values()])))
     return CheckSummary(len(errors), (max(torch_max), max(jax_max)), (float(np.median(torch_max)), float(np.median(jax_max))),
-                        (errors[name].ratio, name), limit)  # fmt: skip
+                        (errors[name].ratio, name), typical)  # fmt: skip
 
 
 @dataclass
@@ -451,8 +482,7 @@ def run_network_case(case: NetworkCase) -> NetworkResult:
     torch_model = randomize(build_timm(case), calib, seed=case.seed)
     twin = from_timm(torch_model, seed=case.seed)
     errors, crossed = compare(torch_model, twin, x, seed=case.seed, train=case.train)
-    limit = ratio_limit(case.batch, case.image)
-    checks = {check: summarize(tensors, limit) for check, tensors in errors.items()}
+    checks = {check: summarize(tensors) for check, tensors in errors.items()}
     return NetworkResult(case, checks, round_trips(torch_model, twin), crossed)
 
 

@@ -1,0 +1,31 @@
+"""Every Python block of the docs site runs as written, on its own (a fresh interpreter in an
+empty folder), as the README's do; and the site builds with ``mkdocs build --strict``."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+BLOCKS = [(page, i, block) for page in sorted(DOCS.rglob("*.md"))
+          for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))]  # fmt: skip
+
+
+def test_docs_have_python_blocks():
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("page,i,block", BLOCKS, ids=[f"{p.relative_to(DOCS)}:{i}" for p, i, _ in BLOCKS])
+def test_docs_block_runs_on_its_own(page, i, block, tmp_path):
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{page}, block {i}:\n{block}\n--- stderr ---\n{done.stderr[-3000:]}"
+
+
+def test_every_page_is_in_the_nav():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert not {p for p in pages if p not in nav}, "pages missing from mkdocs.yml's nav"
