@@ -17,7 +17,7 @@ from bench.plan import COPIES, FRAMEWORK, reference
 from bench.schema import Comparison, Record, Results
 from bench.suites import SUITES
 from bench.tables import find, fmt_ratio, lane_label, shape
-from prcm.catalog import MODULES
+from prcm.catalog import CATALOG
 from bench.findings import TRAIN_POINT, winner
 
 __all__ = ["Analysis", "Answer", "Part", "analyse", "adjust", "place", "answers", "load_summary", "MAX_ANSWERS"]
@@ -155,7 +155,8 @@ def _seed_answers(records: list[Record], comps: list[Comparison], backends: Sequ
                           ("torch-eager", "Eager PyTorch against XLA (torch-eager / jax-jit)"),
                           ("torch-compile", "torch.compile against XLA (torch-compile / jax-jit)")):  # fmt: skip
         mine = [c for c in lat if c.kind == "backend" and c.numerator == num and c.denominator == "jax-jit" and c.threads == t]
-        mine.sort(key=lambda c: MODULES.index(c.module) if c.module in MODULES else len(MODULES))
+        order = list(CATALOG)  # the catalog's order, modules registered at run time included
+        mine.sort(key=lambda c: order.index(c.module) if c.module in order else len(order))
         if mine:
             out.append(Answer(f"{question} per module", [Part(c.module, c, brief=c.module in ("PRCM", "AffinePRCM")) for c in mine],
                               setting=_threads(t)))
