@@ -11,6 +11,11 @@ Three commands:
   saved ``results.json`` alone (imports neither torch nor jax).
 * ``python -m bench compare OLD NEW [--out DIR]``: two saved runs side by side, NEW / OLD per
   shared lane with its interval, a summary line, ``compare.md`` and ``compare.png``.
+* ``python -m bench readme RESULTS README [--check]``: the README's headline table (between
+  ``<!-- bench:headline:start -->`` and ``<!-- bench:headline:end -->``) rendered from a saved run;
+  ``--check`` only says whether it is up to date.
+
+RESULTS, OLD and NEW are a ``results.json`` or the folder holding one.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from prcm.cli import INSTALL, at_least, comma_choices, unavailable
 __all__ = ["main", "parse_args", "COMMANDS"]
 
 #: The subcommands; anything else is the study's own flags.
-COMMANDS = ("run", "report", "compare")
+COMMANDS = ("run", "report", "compare", "readme")
 PROG = "python -m bench"
 
 
@@ -44,7 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Rerun the seed notebook's PRCM latency study on torch-eager, torch-compile, jax-jit and jax-eager, "
         "with training steps, timm networks against their NNX twins, kernels per call (fusion) and achieved memory "
         "bandwidth (roofline); every ratio with a 95% confidence interval over several processes. "
-        f"Also: '{PROG} report RESULTS' renders a saved run again, '{PROG} compare OLD NEW' sets two runs side by side.",
+        f"Also: '{PROG} report RESULTS' renders a saved run again, '{PROG} compare OLD NEW' sets two runs side by side, "
+        f"'{PROG} readme RESULTS README' writes the README's headline table from a saved run.",
     )
     parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (a few minutes on 2 CPU cores)")
     parser.add_argument("--suites", type=comma_choices("suite", tuple(SUITES)), default=tuple(SUITES),
@@ -229,25 +235,36 @@ def _partial(save: Any) -> Any:
     return partial
 
 
+def _results_path(path: Path) -> Path:
+    """A results file, or the ``results.json`` in a folder."""
+    return path / "results.json" if path.is_dir() else path
+
+
+def _load(parser: argparse.ArgumentParser, *paths: Path) -> list[schema.Results]:
+    try:
+        return [schema.load(_results_path(p)) for p in paths]
+    except schema.SchemaError as err:
+        parser.error(str(err))
+
+
 def report_command(argv: Sequence[str]) -> int:
     """``python -m bench report RESULTS [--out DIR]``."""
     parser = argparse.ArgumentParser(prog=f"{PROG} report", description="Render report.md and every figure again from a "
                                      "saved results.json alone (neither torch nor jax is imported).")  # fmt: skip
-    parser.add_argument("results", type=Path, help="a results.json written by python -m bench")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the results file's folder)")
+    parser.add_argument("results", type=Path, help="a results.json written by python -m bench, or its folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder for report.md, results.md (the docs' results page) and the figures "
+                             "(default: the results file's folder)")  # fmt: skip
     args = parser.parse_args(argv)
     _need_matplotlib(parser)
-    try:
-        results = schema.load(args.results)
-    except schema.SchemaError as err:
-        parser.error(str(err))
+    (results,) = _load(parser, args.results)
     from bench import report
 
-    out = _prepare_out(args.out or args.results.parent, "")
+    out = _prepare_out(args.out or _results_path(args.results).parent, "")
     analysis, figures, path = report.render(results, out)
     for answer in analysis.answers:
         print(f"- {answer}")
-    print(f"report: {path}; {sum(map(len, figures.values()))} figures in {out}")
+    print(f"report: {path}, {out / 'results.md'}; {sum(map(len, figures.values()))} figures in {out}")
     return 0
 
 
@@ -255,15 +272,12 @@ def compare_command(argv: Sequence[str]) -> int:
     """``python -m bench compare OLD NEW [--out DIR]``."""
     parser = argparse.ArgumentParser(prog=f"{PROG} compare", description="Two saved runs side by side: NEW / OLD per lane both "
                                      "timed, with a 95% interval over both runs' sessions and rounds, and a summary line.")  # fmt: skip
-    parser.add_argument("old", type=Path, help="the old run's results.json")
-    parser.add_argument("new", type=Path, help="the new run's results.json")
+    parser.add_argument("old", type=Path, help="the old run's results.json, or its folder")
+    parser.add_argument("new", type=Path, help="the new run's results.json, or its folder")
     parser.add_argument("--out", type=Path, default=None, help="folder for compare.md and compare.png (default: bench-results/compare-<timestamp>)")
     args = parser.parse_args(argv)
     _need_matplotlib(parser)
-    try:
-        old, new = schema.load(args.old), schema.load(args.new)
-    except schema.SchemaError as err:
-        parser.error(str(err))
+    old, new = _load(parser, args.old, args.new)
     from rich.console import Console
 
     from bench import compare
@@ -277,12 +291,40 @@ def compare_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def readme_command(argv: Sequence[str]) -> int:
+    """``python -m bench readme RESULTS README [--check]``: 0 when written or up to date, 1 when ``--check`` finds it stale."""
+    from bench import report
+
+    start, end = report.README_MARKERS
+    parser = argparse.ArgumentParser(prog=f"{PROG} readme", description=f"Write the headline table rendered from a saved run "
+                                     f"into a README, between its lines {start} and {end} (nothing else changes).")  # fmt: skip
+    parser.add_argument("results", type=Path, help="a results.json written by python -m bench, or its folder")
+    parser.add_argument("readme", type=Path, help="the Markdown file to update (e.g. README.md)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when the section differs from the rendering")
+    args = parser.parse_args(argv)
+    (results,) = _load(parser, args.results)
+    try:
+        text = args.readme.read_text()
+        updated = report.with_readme_section(text, results)
+    except OSError as err:
+        parser.error(f"cannot read {args.readme}: {err.strerror or err}")
+    except ValueError as err:
+        parser.error(f"{args.readme}: {err}")
+    if args.check:
+        fresh = updated == text
+        print(f"{args.readme}: headline {'up to date' if fresh else 'differs from'} {_results_path(args.results)}")
+        return 0 if fresh else 1
+    args.readme.write_text(updated)
+    print(f"{args.readme}: headline written from {_results_path(args.results)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to ``run`` (the default), ``report`` or ``compare``."""
+    """Dispatch to ``run`` (the default), ``report``, ``compare`` or ``readme``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
     rest = argv[1:] if argv and argv[0] in COMMANDS else argv
-    return {"run": run, "report": report_command, "compare": compare_command}[command](rest)
+    return {"run": run, "report": report_command, "compare": compare_command, "readme": readme_command}[command](rest)
 
 
 if __name__ == "__main__":

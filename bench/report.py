@@ -19,7 +19,11 @@ from bench.schema import Results, load
 from bench.suites import SUITES
 
 __all__ = ["render", "write_report", "write_figures", "suite_tables", "markdown", "report_markdown", "headline",
-           "results_page", "run_line", "machine_line", "print_terminal"]  # fmt: skip
+           "headline_markdown", "provenance", "results_page", "run_line", "machine_line", "print_terminal", "README_MARKERS",
+           "readme_section", "with_readme_section", "readme_section_matches"]  # fmt: skip
+
+#: The lines a README's headline section sits between (:func:`with_readme_section`).
+README_MARKERS = ("<!-- bench:headline:start -->", "<!-- bench:headline:end -->")
 
 
 def suite_tables(analysis: Analysis) -> list[tables.Table]:
@@ -126,10 +130,36 @@ def report_markdown(analysis: Analysis, figures: Iterable[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def provenance(meta: dict[str, Any]) -> str:
+    """One line: the machine (CPU model and cores), the versions, the commit and the date of a run.
+
+    >>> provenance({"machine": {"cpu_model": "AMD EPYC 9B14", "cpus": 2}, "date": "2026-01-02T03:04:05+00:00",
+    ...             "commit": {"hash": "0123456789abcdef", "dirty": False}, "versions": {"torch": "2.14.1", "jax": "0.10.2"},
+    ...             "settings": {"quick": True, "sessions": 5}})
+    'Measured on AMD EPYC 9B14 (2 cores), torch 2.14.1, jax 0.10.2, commit 0123456789, 2026-01-02 (quick run, 5 sessions per thread setting).'
+    """
+    machine = meta.get("machine") or {}
+    cpu = machine.get("cpu_model") or machine.get("processor") or "an unknown CPU"
+    cores = machine.get("cpus") or machine.get("cpus_visible")
+    versions = meta.get("versions") or {}
+    commit = meta.get("commit") or {}
+    settings = meta.get("settings") or {}
+    sessions = settings.get("sessions")
+    sessions = max(sessions.values()) if isinstance(sessions, dict) and sessions else sessions
+    where = [f"{cpu} ({cores} cores)" if cores else cpu]
+    if meta.get("device") and meta.get("device") != "cpu":
+        where.append(f"{meta['device']} ({meta.get('device_kind')})")
+    parts = [", ".join(where), *(f"{k} {versions[k]}" for k in ("torch", "jax", "flax") if k in versions),
+             f"commit {commit['hash'][:10]}{' with uncommitted changes' if commit.get('dirty') else ''}" if commit.get("hash")
+             else "commit unknown", str(meta.get("date") or meta.get("started") or "date unknown")[:10]]  # fmt: skip
+    run = f"{'quick' if settings.get('quick') else 'full'} run" + (f", {sessions} sessions per thread setting" if sessions else "")
+    return f"Measured on {', '.join(parts)} ({run})."
+
+
 def headline(analysis: Analysis) -> str:
-    """The README's headline table: one row per answer with its main figures (95% intervals)
-    and thread setting, then the machine, versions, commit and date of the run; rendered from
-    the results alone, so a README can be checked against its committed results file."""
+    """The headline table: one row per answer with its main figures (95% intervals) and thread
+    setting, then :func:`provenance`; rendered from the results alone, so a README can be
+    checked against its committed results file (:func:`readme_section_matches`)."""
     rows = ["| question | measured (95% CI) | threads |", "|---|---|---|"]
     for answer in analysis.answers:
         parts = [p for p in answer.parts if p.brief]
@@ -138,7 +168,62 @@ def headline(analysis: Analysis) -> str:
         cells = [f"{p.label} {tables.fmt_ratio(p.comparison)}" + (f" ({p.setting})" if p.setting and p.setting != common else "")
                  for p in parts]  # fmt: skip
         rows.append(f"| {answer.question} | {'; '.join([*cells, *([answer.note] if answer.note else [])])} | {common} |")
-    return "\n".join([*rows, "", f"Machine: {machine_line(analysis.meta)}. Run: {run_line(analysis.meta)}."])
+    return "\n".join([*rows, "", provenance(analysis.meta)])
+
+
+def headline_markdown(results: Results | Analysis | Path | str) -> str:
+    """:func:`headline` of a run: its results, their analysis, or a saved ``results.json``.
+
+    >>> text = headline_markdown(Results({"date": "2026-01-02"}))
+    >>> text.splitlines()[0], text.splitlines()[-1]
+    ('| question | measured (95% CI) | threads |', 'Measured on an unknown CPU, commit unknown, 2026-01-02 (full run).')
+    """
+    if isinstance(results, (Path, str)):
+        results = load(results)
+    return headline(results if isinstance(results, Analysis) else analyse(results))
+
+
+def _section(text: str) -> tuple[int, int]:
+    """Where the headline section's content starts and ends in ``text`` (between the markers)."""
+    start, end = README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"expected one {start} line and, after it, one {end} line; found {text.count(start)} and {text.count(end)}")
+    return text.index(start) + len(start), text.index(end)
+
+
+def readme_section(text: str) -> str:
+    """The text between the README's headline markers, without the blank lines around it.
+
+    Raises:
+      ValueError: the markers are missing, repeated or out of order.
+    """
+    begin, end = _section(text)
+    return text[begin:end].strip("\n")
+
+
+def with_readme_section(text: str, results: Results | Analysis | Path | str) -> str:
+    """``text`` (a README) with its headline section replaced by :func:`headline_markdown` of
+    ``results``; everything outside the markers is kept as it is.
+
+    >>> readme = "# prcm\\n\\n<!-- bench:headline:start -->\\nold\\n<!-- bench:headline:end -->\\n\\nmore\\n"
+    >>> new = with_readme_section(readme, Results({"date": "2026-01-02"}))
+    >>> new.startswith("# prcm\\n\\n<!-- bench:headline:start -->\\n| question |"), new.endswith("end -->\\n\\nmore\\n")
+    (True, True)
+    >>> readme_section_matches(new, Results({"date": "2026-01-02"})), readme_section_matches(readme, Results())
+    (True, False)
+    """
+    begin, end = _section(text)
+    return text[:begin] + "\n" + headline_markdown(results) + "\n" + text[end:]
+
+
+def readme_section_matches(text: str, results: Results | Analysis | Path | str) -> bool:
+    """Whether a README's headline section is what :func:`headline_markdown` renders from ``results``
+    (for a test that fails when the README's table and its committed results file part).
+
+    Raises:
+      ValueError: the README has no headline section (see :data:`README_MARKERS`).
+    """
+    return readme_section(text) == headline_markdown(results).strip("\n")
 
 
 def results_page(analysis: Analysis, figures: dict[str, list[Path]] | None = None, prefix: str = ".") -> str:
@@ -165,9 +250,10 @@ def write_report(analysis: Analysis, out: Path, figures: Iterable[Path] = ()) ->
 
 
 def render(results: Results | Path | str, out: Path | None = None) -> tuple[Analysis, dict[str, list[Path]], Path]:
-    """Analyse a run and write its figures and ``report.md`` to ``out`` (default: the results
-    file's folder; the report is written even when a figure fails). Returns the analysis, the
-    figures by suite and the report's path."""
+    """Analyse a run and write its figures, ``report.md`` and ``results.md`` (the docs' results
+    page, :func:`results_page`) to ``out`` (default: the results file's folder; the reports are
+    written even when a figure fails). Returns the analysis, the figures by suite and the
+    report's path."""
     if not isinstance(results, Results):
         out = Path(out or Path(results).parent)
         results = load(results)
@@ -179,6 +265,7 @@ def render(results: Results | Path | str, out: Path | None = None) -> tuple[Anal
         figures = write_figures(analysis, out)
     finally:
         report = write_report(analysis, out, [f for paths in figures.values() for f in paths])
+        (out / "results.md").write_text(results_page(analysis, figures))
     return analysis, figures, report
 
 

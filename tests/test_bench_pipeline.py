@@ -412,7 +412,7 @@ def test_sessions_default_to_five_quick_and_ten_full_and_fewer_than_two_are_refu
 def test_help_prints_percent_signs_once():
     done = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and "95% confidence interval" in done.stdout and "%%" not in done.stdout
-    for command in ("report", "compare"):
+    for command in ("report", "compare", "readme"):
         sub = subprocess.run([sys.executable, "-m", "bench", command, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert sub.returncode == 0 and "%%" not in sub.stdout and f"python -m bench {command}" in sub.stdout
 
@@ -450,8 +450,10 @@ def test_report_renders_a_saved_run_again_without_torch_or_jax(tmp_path, results
     done = _blocked("report", path, "--out", tmp_path / "again")
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in (tmp_path / "again").iterdir())
-    assert written == ["latency.png", "network.png", "network_overhead.png", "report.md", "train.png", "train_batch.png"] or \
-        {"report.md", "latency.png", "network.png", "train.png"} <= set(written), written  # fmt: skip
+    assert written == ["latency.png", "network.png", "network_overhead.png", "report.md", "results.md", "train.png", "train_batch.png"] or \
+        {"report.md", "results.md", "latency.png", "network.png", "train.png"} <= set(written), written  # fmt: skip
+    page = (tmp_path / "again" / "results.md").read_text()
+    assert page.startswith("# Results\n\n| question |") and "![latency.png](./latency.png)" in page
     analysed, figures, _ = report.render(schema.load(path), tmp_path / "here")
     assert (tmp_path / "again" / "report.md").read_text() == (tmp_path / "here" / "report.md").read_text()
     assert sorted(p.name for paths in figures.values() for p in paths) == sorted(w for w in written if w.endswith(".png"))
@@ -466,9 +468,9 @@ def test_the_headline_table_and_results_page_render_from_the_results_alone(resul
     found = analysis.analyse(results)
     table = report.headline(found)
     lines = table.splitlines()
-    assert lines[0] == "| question | measured (95% CI) | threads |" and lines[-1].startswith("Machine: Test CPU, 2 CPUs, L1d 32 KiB, L2 1 MiB, L3 32 MiB")
-    assert "commit 0123456789; " in lines[-1] and "2026-01-02T03:04:05+00:00" in lines[-1] and "torch 2.14, jax 0.10" in lines[-1]
-    assert len(lines) == 2 + len(found.answers) + 2  # one row per answer
+    assert lines[0] == "| question | measured (95% CI) | threads |"
+    assert lines[-1] == "Measured on Test CPU (2 cores), torch 2.14, jax 0.10, flax 0.12, commit 0123456789, 2026-01-02 (quick run, 5 sessions per thread setting)."
+    assert len(lines) == 2 + len(found.answers) + 2 and len(found.answers) <= analysis.MAX_ANSWERS  # one row per answer
     assert any(row.startswith("| What AffinePRCM costs over PRCM") and "torch-eager 1.30x [" in row and row.endswith("| 1 thread |")
                for row in lines)  # fmt: skip
     fusion = next(row for row in lines if row.startswith("| What XLA's fusion buys"))
@@ -476,6 +478,29 @@ def test_the_headline_table_and_results_page_render_from_the_results_alone(resul
     assert report.headline(analysis.analyse(schema.loads(schema.dumps(results)))) == table  # the same from the file
     page = report.results_page(found, {"latency": [Path("latency.png")]}, prefix="img")
     assert page.startswith("# Results\n\n" + table) and "![latency.png](img/latency.png)" in page and "## network" in page
+    assert report.headline_markdown(results) == table
+
+
+def test_the_readme_headline_is_written_and_checked_from_a_saved_run_without_torch_or_jax(tmp_path, results):
+    run = tmp_path / "run"
+    run.mkdir()
+    schema.save(run / "results.json", results)
+    start, end = report.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# prcm\n\nintro\n\n{start}\nan old table\n{end}\n\n## more\n")
+    stale = _blocked("readme", run, readme, "--check")
+    assert stale.returncode == 1 and "differs" in stale.stdout and "an old table" in readme.read_text()
+    assert not report.readme_section_matches(readme.read_text(), results)
+    done = _blocked("readme", run, readme)
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert text == f"# prcm\n\nintro\n\n{start}\n{report.headline_markdown(results)}\n{end}\n\n## more\n"
+    assert report.readme_section_matches(text, results) and _blocked("readme", run / "results.json", readme, "--check").returncode == 0
+    changed = dataclasses.replace(results, meta={**results.meta, "date": "2027-01-01"})
+    assert not report.readme_section_matches(text, changed)
+    readme.write_text("# no markers\n")
+    refused = _blocked("readme", run, readme)
+    assert refused.returncode == 2 and "expected one <!-- bench:headline:start --> line" in refused.stderr
 
 
 def _changed(results: Results, factor: float, lanes_of: str) -> Results:
