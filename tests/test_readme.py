@@ -19,7 +19,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
 def test_readme_has_python_blocks():
-    assert len(BLOCKS) >= 5
+    """The front page's three snippets: a block in a timm model, an NNX block, a port."""
+    assert len(BLOCKS) == 3
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
@@ -84,3 +85,14 @@ def test_readme_names_the_tested_versions():
     assert line, "the README has no 'Tested with' line"
     named = dict(re.findall(r"([A-Za-z][\w-]*) ([0-9][\w.+]*)", line[1]))
     assert len(named) >= 5 and all(pins[canonical(k)] == v for k, v in named.items() if k != "Python"), named
+
+
+def test_readme_links_lead_somewhere():
+    """Every relative link of the front page names a file of the repository."""
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README.read_text())
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert links and not missing, missing
+
+
+def test_readme_is_a_front_page():
+    assert len(README.read_text()) <= 12_000
