@@ -236,7 +236,8 @@ def _layout_answer(comps: list[Comparison]) -> Answer | None:
         mine = [c for c in layout if (c.network, c.workload, c.backend) == key]
         c = max(mine, key=lambda c: (c.batch * c.resolution**2, -(c.threads or 0)))
         verdict = winner(c, "channels-last", "channels-first").replace(" faster", " best")
-        answer.parts.append(Part(f"{c.network} {c.workload} (batch {c.batch}) {c.backend}", c, f"{_threads(c.threads)}: {verdict}",
+        setting = _threads(c.threads) + ("" if c.unstable else f": {verdict}")
+        answer.parts.append(Part(f"{c.network} {c.workload} (batch {c.batch}) {c.backend}", c, setting,
                                  brief=c.backend == "torch-eager"))
     return answer
 
@@ -248,7 +249,7 @@ def _threads_answer(comps: list[Comparison]) -> Answer | None:
     c0 = mine[0]
     answer = Answer(f"Which thread setting wins at the seed point (PRCM, {c0.numerator} / {c0.denominator})")
     for c in mine:
-        answer.parts.append(Part(c.backend, c, winner(c), brief=c.backend in ("torch-eager", "jax-jit")))
+        answer.parts.append(Part(c.backend, c, "" if c.unstable else winner(c), brief=c.backend in ("torch-eager", "jax-jit")))
     return answer
 
 

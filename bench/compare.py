@@ -21,8 +21,11 @@ from bench.report import machine_line, markdown, run_line
 from bench.schema import Comparison, Record, Results
 from bench.tables import Table, fmt_ratio, lane_label, shape
 
-__all__ = ["Compared", "compare", "differences", "summary", "write"]
+__all__ = ["Compared", "Agreement", "compare", "agreement", "differences", "summary", "write"]
 
+#: What identifies a comparison across runs.
+_RATIO_KEY = ("suite", "kind", "module", "backend", "numerator", "denominator", "batch", "channels", "resolution", "num_basis",
+              "threads", "workload", "variant", "network", "layout")  # fmt: skip
 #: What identifies a lane across runs.
 _KEY = ("suite", "module", "op", "network", "workload", "variant", "layout", "path", "backend", "threads", "batch", "channels",
         "resolution", "num_basis")  # fmt: skip
@@ -39,6 +42,58 @@ class Compared:
     pairs: list[tuple[Record, Record]] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    agreement: Agreement | None = None
+
+
+@dataclass
+class Agreement:
+    """How two runs' own comparisons (each run's report, adjusted over that report) agree.
+
+    Attributes:
+      shared: comparisons both runs made (same ratio, item, point and thread setting).
+      overlap: of those stable in both, how many have overlapping 95% intervals.
+      opposite: significant in both runs, with opposite winners.
+      unstable: unstable (sessions disagree) in either run.
+      disjoint: the comparisons whose intervals do not overlap, as ``(old, new)``.
+    """
+
+    shared: int = 0
+    overlap: int = 0
+    opposite: int = 0
+    unstable: int = 0
+    disjoint: list[tuple[Comparison, Comparison]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        stable = self.shared - self.unstable
+        share = f" ({self.overlap / stable:.1%})" if stable else ""
+        return (f"the runs' own reports share {self.shared} comparisons: intervals overlap at {self.overlap} of the {stable} "
+                f"stable in both{share}, {self.unstable} unstable in either run, {self.opposite} significant in opposite directions")  # fmt: skip
+
+
+def agreement(old: Results, new: Results) -> Agreement:
+    """Compare the comparisons each run reported (after each report's own adjustment): as
+    issue 23 asks of two back-to-back runs, their intervals should overlap and no ratio should
+    be significant in opposite directions.
+
+    >>> agreement(Results(), Results()).shared
+    0
+    """
+    key = lambda c: tuple(getattr(c, k) for k in _RATIO_KEY)  # noqa: E731
+    before = {key(c): c for c in adjust(old.comparisons)}
+    found = Agreement()
+    for c in adjust(new.comparisons):
+        if (o := before.get(key(c))) is None:
+            continue
+        found.shared += 1
+        if o.unstable or c.unstable:
+            found.unstable += 1
+            continue
+        if o.ci95[0] <= c.ci95[1] and c.ci95[0] <= o.ci95[1]:
+            found.overlap += 1
+        else:
+            found.disjoint.append((o, c))
+        found.opposite += o.significant and c.significant and (o.ratio > 1) != (c.ratio > 1)
+    return found
 
 
 def _key(r: Record) -> tuple:
@@ -89,6 +144,7 @@ def compare(old: Results, new: Results) -> Compared:
                                          network=r.network, layout=r.layout, paired=False))  # fmt: skip
         result.pairs.append((o, r))
     result.comparisons = adjust(raw)
+    result.agreement = agreement(old, new)
     untimed = [r for r in (*old.records, *new.records) if r.status == "ok" and r.median_ms is not None and not r.round_ms]
     if untimed:
         result.skipped.append(f"{len(untimed)} timed lanes hold no per-round timings (written by an earlier bench, schema "
@@ -138,9 +194,20 @@ def markdown_of(compared: Compared, figures: list[Path] = ()) -> str:
              f"- old: {run_line(compared.old.meta)}; {machine_line(compared.old.meta)}",
              f"- new: {run_line(compared.new.meta)}; {machine_line(compared.new.meta)}",
              *[f"- {d}" for d in compared.differences or ["same machine, device, versions and commit"]],
-             *[f"- {s}" for s in compared.skipped], "", markdown(_table(compared, False)), ""]  # fmt: skip
+             *[f"- {s}" for s in compared.skipped], *_agreement_lines(compared), "", markdown(_table(compared, False)), ""]  # fmt: skip
     lines += [f"![{Path(f).name}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _agreement_lines(compared: Compared) -> list[str]:
+    """The agreement of the runs' own comparisons, and the ones whose intervals do not overlap."""
+    found = compared.agreement
+    if found is None or not found.shared:
+        return []
+    lines = [f"- {found}"]
+    lines += [f"  - {o.suite} {o.kind} {o.numerator} / {o.denominator} ({o.module or o.backend}, {shape(o)}, {o.threads} thread(s)): "
+              f"old {fmt_ratio(o)}, new {fmt_ratio(n)}" for o, n in found.disjoint[:20]]  # fmt: skip
+    return lines
 
 
 def write(compared: Compared, out: Path) -> list[Path]:
@@ -170,4 +237,6 @@ def print_terminal(compared: Compared, console: Any, shown: int = 40) -> None:
         rich_table.add_row(*row)
     if table.rows:
         console.print(rich_table)
+    for line in _agreement_lines(compared):
+        console.print(line)
     console.print(summary(compared))

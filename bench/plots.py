@@ -211,6 +211,10 @@ def sweep(out: Path, records: list[Record], comps: list[Comparison], meta: dict[
     return [path] if path else []
 
 
+#: A dot plot shows ratios from the lowest / CLIP to the highest x CLIP; a wider interval is cut there.
+CLIP = 10.0
+
+
 def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comparison], str], series: list[str],
                 series_of: Callable[[Comparison], str], scale: Callable[[float], float], xlabel: str) -> Any:
     """One dot with its 95% interval per row and series (a colour per backend), one panel per
@@ -220,6 +224,8 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
     fig, axes = plt.subplots(1, len(threads), figsize=(4.8 * len(threads), 0.16 * len(rows) * len(series) + 1.8),
                              sharey=True, sharex=True, squeeze=False)  # fmt: skip
     step = 0.7 / max(len(series), 1)
+    values = [c.ratio for c in comps] + [1.0]
+    window = (min(values) / CLIP, max(values) * CLIP)  # an interval reaching beyond ends at the edge, in a triangle
     for col, t in enumerate(threads):
         ax = axes[0][col]
         for i, name in enumerate(series):
@@ -227,10 +233,13 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
                 c = next((c for c in comps if row_of(c) == row and series_of(c) == name and c.threads == t), None)
                 if c is None:
                     continue
-                value, lo, hi = scale(c.ratio), scale(c.ci95[0]), scale(c.ci95[1])
-                ax.errorbar(value, y + (i - (len(series) - 1) / 2) * step, xerr=[[value - lo], [hi - value]], fmt="o",
-                            color=COLORS[name], markerfacecolor=COLORS[name] if c.significant else "white", capsize=2,
-                            markersize=5)  # fmt: skip
+                at = y + (i - (len(series) - 1) / 2) * step
+                value, lo, hi = scale(c.ratio), scale(max(c.ci95[0], window[0])), scale(min(c.ci95[1], window[1]))
+                ax.errorbar(value, at, xerr=[[value - lo], [hi - value]], fmt="o", color=COLORS[name],
+                            markerfacecolor=COLORS[name] if c.significant else "white", capsize=2, markersize=5)  # fmt: skip
+                for bound, edge, marker in ((c.ci95[0], lo, "<"), (c.ci95[1], hi, ">")):
+                    if not window[0] <= bound <= window[1]:
+                        ax.plot(edge, at, marker, color=COLORS[name], markersize=5)
         for y in range(len(rows) - 1):
             ax.axhline(y + 0.5, color="grey", linewidth=0.5, alpha=0.5)
         ax.axvline(scale(1.0), color="black", linewidth=0.8)

@@ -532,6 +532,29 @@ def test_compare_counts_faster_slower_and_not_significant_and_states_what_differ
     assert (tmp_path / "cmp" / "compare.md").read_text().splitlines()[2] == line
 
 
+def test_compare_reports_how_the_runs_own_comparisons_agree(tmp_path):
+    """Two runs from the same timings agree on every comparison; a run whose torch-eager lanes
+    ran four times faster (its comparisons measured again from its timings) flips
+    torch-eager / jax-jit from 2x to 0.5x: disjoint intervals, significant in opposite directions."""
+    run = synthetic_results()
+    same = compare.agreement(run, run)
+    assert (same.shared, same.overlap, same.opposite, same.unstable) == (len(run.comparisons), len(run.comparisons), 0, 0)
+    faster = synthetic_results()
+    for c in faster.comparisons:
+        if c.kind == "backend" and c.numerator == "torch-eager":
+            c.ratio, c.ci95 = c.ratio / 4, [c.ci95[0] / 4, c.ci95[1] / 4]
+    faster.comparisons[0].unstable = True
+    found = compare.agreement(run, faster)
+    moved = [o for o, n in found.disjoint]
+    flipped = [o for o, n in found.disjoint if o.significant and n.significant and o.ratio > 1 > n.ratio]  # 2x -> 0.5x
+    assert found.unstable == 1 and found.opposite == len(flipped) > 0 and len(moved) > len(flipped)  # 0.8x -> 0.2x moved only
+    assert all(o.numerator == "torch-eager" and o.kind == "backend" for o in moved)
+    assert found.overlap == found.shared - found.unstable - len(moved)
+    text = compare.markdown_of(compare.compare(run, faster))
+    assert f"intervals overlap at {found.overlap} of the {found.shared - 1} stable in both" in text
+    assert f"{found.opposite} significant in opposite directions" in text
+
+
 def test_compare_runs_without_torch_or_jax(tmp_path, results):
     schema.save(tmp_path / "old.json", results)
     schema.save(tmp_path / "new.json", _changed(results, 0.5, "torch-eager"))
