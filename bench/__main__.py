@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -255,6 +256,8 @@ def report_command(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder for report.md, results.md (the docs' results page) and the figures "
                              "(default: the results file's folder)")  # fmt: skip
+    parser.add_argument("--page", type=Path, default=None,
+                        help="also write the results page here, its figures linked into --out (e.g. docs/benchmark/results.md)")
     args = parser.parse_args(argv)
     _need_matplotlib(parser)
     (results,) = _load(parser, args.results)
@@ -262,6 +265,11 @@ def report_command(argv: Sequence[str]) -> int:
 
     out = _prepare_out(args.out or _results_path(args.results).parent, "")
     analysis, figures, path = report.render(results, out)
+    if args.page is not None:
+        prefix = Path(os.path.relpath(out.resolve(), args.page.resolve().parent)).as_posix()
+        args.page.parent.mkdir(parents=True, exist_ok=True)
+        args.page.write_text(report.results_page(analysis, figures, prefix))
+        print(f"results page: {args.page}")
     for answer in analysis.answers:
         print(f"- {answer}")
     print(f"report: {path}, {out / 'results.md'}; {sum(map(len, figures.values()))} figures in {out}")

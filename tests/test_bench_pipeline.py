@@ -454,6 +454,10 @@ def test_report_renders_a_saved_run_again_without_torch_or_jax(tmp_path, results
         {"report.md", "results.md", "latency.png", "network.png", "train.png"} <= set(written), written  # fmt: skip
     page = (tmp_path / "again" / "results.md").read_text()
     assert page.startswith("# Results\n\n| question |") and "![latency.png](./latency.png)" in page
+    docs = _blocked("report", path.parent, "--out", tmp_path / "docs" / "results", "--page", tmp_path / "docs" / "benchmark" / "results.md")
+    assert docs.returncode == 0, docs.stderr
+    linked = (tmp_path / "docs" / "benchmark" / "results.md").read_text()
+    assert linked == page.replace("](./", "](../results/") and (tmp_path / "docs" / "results" / "latency.png").exists()
     analysed, figures, _ = report.render(schema.load(path), tmp_path / "here")
     assert (tmp_path / "again" / "report.md").read_text() == (tmp_path / "here" / "report.md").read_text()
     assert sorted(p.name for paths in figures.values() for p in paths) == sorted(w for w in written if w.endswith(".png"))
