@@ -27,12 +27,10 @@ import numpy as np
 import torch
 
 from bench.fusion import cuda_kernels, dispatched_ops, hlo_kernel_count, inductor_kernel_calls, inductor_temp_bytes, jaxpr_ops
+from bench.plan import BACKENDS
 
-__all__ = ["BACKENDS", "FRAMEWORK", "SAVED_BYTES", "Call", "Runnable", "Device", "prepare", "unavailable", "resolve_device", "channels_first"]
+__all__ = ["SAVED_BYTES", "Call", "Runnable", "Device", "prepare", "unavailable", "resolve_device", "channels_first"]
 
-BACKENDS: tuple[str, ...] = ("torch-eager", "torch-compile", "jax-jit", "jax-eager")
-#: The framework each backend runs, which decides the layout and the reference it is checked against.
-FRAMEWORK = {"torch-eager": "torch", "torch-compile": "torch", "jax-jit": "jax", "jax-eager": "jax"}
 #: What ``saved_bytes`` counts for a training step, per backend.
 SAVED_BYTES = {
     "torch-eager": "distinct storages autograd saves for the backward pass (torch.autograd.graph.saved_tensors_hooks), "
@@ -109,6 +107,8 @@ class Call:
         torch's generator, so a seeded step is checkable against torch-eager).
       precompiled: ``fn`` calls ``torch.compile``d code itself (a network compiled, autograd
         around it): torch-compile runs it as is and compiles on its first call.
+      inplace: index of an argument eager torch overwrites (a copy in place): a fresh copy of
+        it is made before each call, outside the timed span, as JAX's donated input is.
     """
 
     fn: Callable
@@ -119,6 +119,7 @@ class Call:
     saved: Callable[[], tuple[int, int]] | None = None
     fallback_random: bool = False
     precompiled: bool = False
+    inplace: int | None = None
 
 
 @dataclass
@@ -159,20 +160,37 @@ def _checked(call: Call, run: Callable[[Any], Any], setup: Callable[[], Any] | N
     return output
 
 
-def _torch_eager(call: Call, device: Device) -> Runnable:
-    def run(_: Any = None) -> Any:
-        if call.train:
-            return call.fn(*call.args)
-        with torch.no_grad():
-            return call.fn(*call.args)
+def _fresh_argument(call: Call, index: int, copy: Callable[[Any], Any]) -> tuple[Callable[[], Any], Callable[[Any], tuple]]:
+    """``setup`` making a fresh copy of argument ``index`` (made and synchronised outside the
+    timed span), and how to put it in the call's arguments."""
+    source = call.args[index]
 
-    ops = dispatched_ops(lambda: call.fn(*call.args), grad=call.train)
+    def args(fresh: Any) -> tuple:
+        return (*call.args[:index], fresh, *call.args[index + 1 :])
+
+    return lambda: copy(source), args
+
+
+def _torch_eager(call: Call, device: Device) -> Runnable:
+    setup, with_fresh = None, lambda _: call.args
+    if call.inplace is not None:  # a copy in place: a fresh x each call, as a donated input
+        setup, with_fresh = _fresh_argument(call, call.inplace, lambda t: t.clone())
+
+    def run(fresh: Any = None) -> Any:
+        args = with_fresh(fresh) if setup else call.args
+        if call.train:
+            return call.fn(*args)
+        with torch.no_grad():
+            return call.fn(*args)
+
+    probe = with_fresh(setup()) if setup else call.args
+    ops = dispatched_ops(lambda: call.fn(*probe), grad=call.train)
     kernels, detail = sum(ops.values()), "ATen ops: " + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in ops.items())
     if device.kind == "cuda":
         kernels = cuda_kernels(run)
         detail = f"CUDA kernels; {detail}"
     saved = call.saved() if call.train and call.saved else None
-    return Runnable(run, device.torch_sync, _checked(call, run), None, kernels, detail, saved_bytes=saved)
+    return Runnable(run, device.torch_sync, _checked(call, run, setup), None, kernels, detail, setup, saved_bytes=saved)
 
 
 def _torch_compile(call: Call, device: Device) -> Runnable:
@@ -209,13 +227,8 @@ def _jax_jit(call: Call, device: Device, donate: int | None = None) -> Runnable:
         run = lambda _=None: compiled(*call.args)  # noqa: E731
         setup = None
     else:  # a fresh copy of the donated input each call, made outside the timed region
-        source = call.args[donate]
-        setup = lambda: jax.block_until_ready(source.copy())  # noqa: E731
-
-        def run(fresh):
-            args = list(call.args)
-            args[donate] = fresh
-            return compiled(*args)
+        setup, with_fresh = _fresh_argument(call, donate, lambda a: jax.block_until_ready(a.copy()))
+        run = lambda fresh: compiled(*with_fresh(fresh))  # noqa: E731
 
     saved = None
     if call.train:

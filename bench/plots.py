@@ -1,15 +1,21 @@
-"""The benchmark's figures, each drawn by one helper with one colour per backend everywhere
-and one marker and line style per module; facets where lines would overlap, the legend
-outside the data, ratio panels drawn with their 95% interval as a band.
+"""The benchmark's figures, from records and comparisons alone (matplotlib; no torch, no jax).
+One colour per backend everywhere (a lighter one for torch's channels-last lanes) and one marker
+and line style per module; facets where lines would overlap, the legend outside the data,
+ratio panels drawn with their 95% interval as a band, hollow markers where not significant;
+a comparison whose sessions disagree (``unstable``) is not drawn.
 
-* ``latency.png``: every backend against jax-jit per module at the seed point (ratio and CI).
-* ``sweep_<suite>.png`` and ``train_batch.png`` (the training step's batch sweep): per module,
-  latency vs the swept variable over each backend / jax-jit, then AffinePRCM / PRCM per
-  backend; one column per thread setting.
-* ``train.png``: each backend / jax-jit at every training point.
-* ``fusion.png``: kernels per call; ``roofline.png``: achieved GB/s against the copy.
-* ``network.png`` (each backend / jax-jit per ResNet, step and block) and
-  ``network_overhead.png`` (each block's cost inside the network, per backend).
+Each suite declares its figures (:mod:`bench.suites`); a figure function takes the output
+folder, the suite's records and comparisons and the run's ``meta``, and returns the files it wrote:
+
+* :func:`latency`: every backend against jax-jit per module at the seed point.
+* :func:`sweep` (``sweep_<suite>.png``) and :func:`train` (``train.png``, ``train_batch.png``):
+  per module, latency vs the swept variable over each backend / jax-jit, then AffinePRCM / PRCM
+  per backend; one column per thread setting.
+* :func:`fusion`: kernels per call; :func:`roofline`: fraction of the copy reference per
+  working set, the last-level cache and DRAM marked.
+* :func:`network`: each torch lane / jax-jit per network, step and block, and each block's cost
+  inside the network.
+* :func:`generic`: any suite's backend ratios; :func:`compare`: a new run against an old one.
 """
 
 from __future__ import annotations
@@ -18,20 +24,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import SWEEPS
-from bench.suites import Comparison, Record
-from prcm import MODULES
+from bench.machine import DRAM_FACTOR, last_level
+from bench.schema import Comparison, Record
+from bench.tables import SWEEPS, lane_label
+from prcm.catalog import MODULES
 
-__all__ = ["COLORS", "STYLES", "write_plots"]
+__all__ = ["COLORS", "STYLES", "latency", "sweep", "train", "backward", "fusion", "roofline", "network", "generic", "compare"]
 
-#: One colour per backend (Okabe-Ito, readable by colour-blind readers).
-COLORS = {"torch-eager": "#0072B2", "torch-compile": "#E69F00", "jax-jit": "#009E73", "jax-eager": "#CC79A7"}
+#: One colour per backend (Okabe-Ito, readable by colour-blind readers); torch's channels-last lanes a lighter one.
+COLORS = {"torch-eager": "#0072B2", "torch-compile": "#E69F00", "jax-jit": "#009E73", "jax-eager": "#CC79A7",
+          "torch-eager CL": "#56B4E9", "torch-compile CL": "#D55E00"}  # fmt: skip
+BACKEND_COLORS = ("torch-eager", "torch-compile", "jax-jit", "jax-eager")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
 _LINES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (2, 1)), (0, (5, 1, 1, 1)), (0, (1, 2)))
-#: One marker and line style per module of the catalog, in its order (and the copy reference).
+#: One marker and line style per module of the catalog, in its order (and the copy references).
 STYLES = {
     **{m: (_MARKERS[i % len(_MARKERS)], _LINES[i % len(_LINES)]) for i, m in enumerate(MODULES)},
     "copy": ("x", (0, (4, 4))),
+    "copy in-place": ("+", (0, (2, 4))),
 }
 
 
@@ -124,6 +134,11 @@ def _threads(items: Sequence[Record | Comparison]) -> list[int]:
     return sorted({x.threads for x in items if x.threads is not None})
 
 
+def _drawn(comps: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons a figure shows: not those whose sessions disagree (no point ratio)."""
+    return [c for c in comps if not c.unstable]
+
+
 def _band(ax: Any, xs: list, comps: list[Comparison], color: str, style: tuple) -> None:
     """A ratio line with its CI band; hollow markers where the ratio is not significant."""
     marker, linestyle = style
@@ -157,7 +172,7 @@ def _facets(path: Path, title: str, key: str, xlabel: str, records: list[Record]
     for col, t in enumerate(threads):
         for row, (module, kind) in enumerate(rows):
             ax = axes[row][col]
-            for backend in COLORS:
+            for backend in BACKEND_COLORS:
                 if kind == "ms":
                     line = along(r for r in records if (r.module, r.backend, r.threads) == (module, backend, t))
                     marker, linestyle = STYLES[module]
@@ -184,12 +199,20 @@ def _facets(path: Path, title: str, key: str, xlabel: str, records: list[Record]
     return _save(fig, path, _legend([r.backend for r in records], modules))
 
 
-def _sweep(out: Path, suite: str, key: str, records: list[Record], comps: list[Comparison]) -> Path | None:
-    rows = [r for r in records if r.suite == suite]
+def sweep(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``sweep_<suite>.png``: a sweep, one column per thread setting."""
+    rows = [r for r in records if r.status == "ok" and r.median_ms is not None]
     if not rows:
-        return None
-    return _facets(out / f"sweep_{suite}.png", f"{suite} sweep ({rows[0].device}): latency per module, ratios with 95% CI bands",
-                   key, key, rows, comps)  # fmt: skip
+        return []
+    suite = rows[0].suite
+    key = SWEEPS[suite][0]
+    path = _facets(out / f"sweep_{suite}.png", f"{suite} sweep ({rows[0].device}): latency per module, ratios with 95% CI bands",
+                   key, key, rows, _drawn(comps))  # fmt: skip
+    return [path] if path else []
+
+
+#: A dot plot shows ratios from the lowest / CLIP to the highest x CLIP; a wider interval is cut there.
+CLIP = 10.0
 
 
 def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comparison], str], series: list[str],
@@ -201,6 +224,8 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
     fig, axes = plt.subplots(1, len(threads), figsize=(4.8 * len(threads), 0.16 * len(rows) * len(series) + 1.8),
                              sharey=True, sharex=True, squeeze=False)  # fmt: skip
     step = 0.7 / max(len(series), 1)
+    values = [c.ratio for c in comps] + [1.0]
+    window = (min(values) / CLIP, max(values) * CLIP)  # an interval reaching beyond ends at the edge, in a triangle
     for col, t in enumerate(threads):
         ax = axes[0][col]
         for i, name in enumerate(series):
@@ -208,10 +233,13 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
                 c = next((c for c in comps if row_of(c) == row and series_of(c) == name and c.threads == t), None)
                 if c is None:
                     continue
-                value, lo, hi = scale(c.ratio), scale(c.ci95[0]), scale(c.ci95[1])
-                ax.errorbar(value, y + (i - (len(series) - 1) / 2) * step, xerr=[[value - lo], [hi - value]], fmt="o",
-                            color=COLORS[name], markerfacecolor=COLORS[name] if c.significant else "white", capsize=2,
-                            markersize=5)  # fmt: skip
+                at = y + (i - (len(series) - 1) / 2) * step
+                value, lo, hi = scale(c.ratio), scale(max(c.ci95[0], window[0])), scale(min(c.ci95[1], window[1]))
+                ax.errorbar(value, at, xerr=[[value - lo], [hi - value]], fmt="o", color=COLORS[name],
+                            markerfacecolor=COLORS[name] if c.significant else "white", capsize=2, markersize=5)  # fmt: skip
+                for bound, edge, marker in ((c.ci95[0], lo, "<"), (c.ci95[1], hi, ">")):
+                    if not window[0] <= bound <= window[1]:
+                        ax.plot(edge, at, marker, color=COLORS[name], markersize=5)
         for y in range(len(rows) - 1):
             ax.axhline(y + 0.5, color="grey", linewidth=0.5, alpha=0.5)
         ax.axvline(scale(1.0), color="black", linewidth=0.8)
@@ -222,108 +250,168 @@ def _dot_panels(comps: list[Comparison], rows: list[str], row_of: Callable[[Comp
     return fig, axes
 
 
-def _forest(out: Path, name: str, title: str, comps: list[Comparison], label: Any) -> Path | None:
-    """Each backend / jax-jit per row (module, or point and module), one column per thread setting."""
-    comps = [c for c in comps if c.kind == "backend" and c.denominator == "jax-jit" and c.workload != "op"]
+def _forest(path: Path, title: str, comps: list[Comparison], label: Callable[[Comparison], str]) -> list[Path]:
+    """Each backend (and torch layout) / jax-jit per row, one column per thread setting."""
+    comps = [c for c in _drawn(comps) if c.kind == "backend" and c.denominator == "jax-jit" and c.workload != "op"]
     if not comps:
-        return None
-    backends = [b for b in COLORS if any(c.numerator == b for c in comps)]
-    fig, axes = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, backends, lambda c: c.numerator,
+        return []
+    name = lambda c: lane_label(c.numerator, c.layout)  # noqa: E731
+    series = [b for b in COLORS if any(name(c) == b for c in comps)]
+    fig, axes = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, series, name,
                             lambda r: r, "time / jax-jit's (95% CI); right of 1x: jax-jit faster")  # fmt: skip
     for ax in axes[0]:
         _ratio_scale(ax, "x")
     _finish(fig, title + "; hollow markers: not significant")
-    return _save(fig, out / name, {f"{b} / jax-jit": h for b, h in _legend(backends, []).items()})
+    return [_save(fig, path, {f"{b} / jax-jit": h for b, h in _legend(series, []).items()})]
 
 
-def _train_batch(out: Path, records: list[Record], comps: list[Comparison]) -> Path | None:
-    at = lambda x: x.suite == "train" and x.resolution == 56 and x.channels == 64  # noqa: E731
-    rows = [r for r in records if at(r) and r.module]
-    return _facets(out / "train_batch.png", "train: one training step vs batch (64 x 56 x 56), ratios with 95% CI bands",
-                   "batch", "batch (64 x 56 x 56)", rows, [c for c in comps if at(c)])  # fmt: skip
+def _at(c: Comparison | Record) -> str:
+    return f"({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"
 
 
-def _fusion(out: Path, records: list[Record]) -> Path | None:
+def latency(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``latency.png``: every backend against jax-jit per module at the seed point."""
+    where = _at(comps[0]) if comps else ""
+    return _forest(out / "latency.png", f"latency at the seed point {where}", comps, lambda c: c.module)
+
+
+def generic(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``<suite>.png``: any suite's backend ratios against jax-jit, per item and point."""
+    if not comps:
+        return []
+    return _forest(out / f"{comps[0].suite}.png", f"{comps[0].suite}: each backend against jax-jit", comps,
+                   lambda c: f"{c.module} {_at(c)}")  # fmt: skip
+
+
+def train(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``train.png`` (each backend / jax-jit at every training point) and ``train_batch.png``
+    (the batch sweep at 64 x 56 x 56)."""
+    written = _forest(out / "train.png", "one training step (forward, loss, gradients to x and every parameter)", comps,
+                      lambda c: f"{c.module} {_at(c)}")  # fmt: skip
+    at = lambda x: x.resolution == 56 and x.channels == 64  # noqa: E731
+    rows = [r for r in records if at(r) and r.module and r.status == "ok" and r.median_ms is not None]
+    path = _facets(out / "train_batch.png", "train: one training step vs batch (64 x 56 x 56), ratios with 95% CI bands",
+                   "batch", "batch (64 x 56 x 56)", rows, [c for c in _drawn(comps) if at(c)]) if rows else None  # fmt: skip
+    return written + ([path] if path else [])
+
+
+def backward(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``train_backward.png``: the backward pass for cot against jax-jit."""
+    return _forest(out / "train_backward.png", "forward returning y, backward pass for the upstream gradient cot (no loss value)",
+                   comps, lambda c: f"{c.module} {_at(c)}")  # fmt: skip
+
+
+def fusion(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``fusion.png``: kernels per call, per module and backend."""
     plt = _pyplot()
-    fusion = [r for r in records if r.suite == "fusion" and r.kernels is not None]
-    if not fusion:
-        return None
-    modules = list(dict.fromkeys(r.module for r in fusion))
-    backends = [b for b in COLORS if any(r.backend == b for r in fusion)]
+    counted = [r for r in records if r.kernels is not None]
+    if not counted:
+        return []
+    modules = list(dict.fromkeys(r.module for r in counted))
+    backends = [b for b in BACKEND_COLORS if any(r.backend == b for r in counted)]
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(backends)
     handles = {}
     for i, backend in enumerate(backends):
-        counts = {r.module: r.kernels for r in fusion if r.backend == backend}
+        counts = {r.module: r.kernels for r in counted if r.backend == backend}
         handles[backend] = ax.bar([m + i * width for m in range(len(modules))], [counts.get(m, 0) for m in modules], width,
                                   color=COLORS[backend])  # fmt: skip
     ax.set_xticks([m + width * (len(backends) - 1) / 2 for m in range(len(modules))], modules, rotation=20, fontsize=8)
-    ax.set(ylabel="kernels (or operations) per call", title="fusion: what one call launches at (1, 64, 64, 64)")
+    ax.set(ylabel="kernels (or operations) per call", title=f"fusion: what one call launches at {_at(counted[0])}")
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out / "fusion.png", handles)
+    return [_save(fig, out / "fusion.png", handles)]
 
 
-def _roofline(out: Path, records: list[Record]) -> Path | None:
+def roofline(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``roofline.png``: each lane's fraction of its copy reference against its working set, a
+    panel per variant and thread setting; the last-level cache and the DRAM-resident range
+    (from :data:`~bench.machine.DRAM_FACTOR` x it) marked, a fraction above 1 drawn red."""
     plt = _pyplot()
-    roof = [r for r in records if r.suite == "roofline" and r.copy_fraction and r.module]
+    roof = [r for r in records if r.status == "ok" and r.copy_fraction is not None and r.module and r.working_set]
     if not roof:
-        return None
-    threads, variants = _threads(roof), ["fresh", "loop", "donated"]
-    fig, axes = plt.subplots(len(threads), len(variants), figsize=(12, 3.3 * len(threads)), sharey=True, sharex=True,
-                             squeeze=False)  # fmt: skip
-    sizes = [r.batch * r.channels * r.resolution**2 * 4 / 1e6 for r in roof]
+        return []
+    threads = _threads(roof)
+    variants = [v for v in ("fresh", "loop", "donated") if any(r.variant == v for r in roof)]
+    fig, axes = plt.subplots(len(threads), len(variants), figsize=(4.2 * len(variants), 3.3 * len(threads)), sharey=True,
+                             sharex=True, squeeze=False)  # fmt: skip
+    sizes = [r.working_set / 1e6 for r in roof]
+    llc = last_level((meta.get("machine") or {}).get("caches") or [])
+    top = max(1.1, max(r.copy_fraction for r in roof) * 1.05)
     for row, t in enumerate(threads):
         for col, variant in enumerate(variants):
             ax = axes[row][col]
+            if llc:
+                ax.axvline(llc["bytes"] / 1e6, color="grey", linestyle=":", linewidth=1)
+                ax.axvspan(DRAM_FACTOR * llc["bytes"] / 1e6, max(sizes) * 2, color="grey", alpha=0.12, linewidth=0)
             for module, backend in dict.fromkeys((r.module, r.backend) for r in roof if r.threads == t):
                 line = sorted((r for r in roof if (r.module, r.backend, r.threads, r.variant) == (module, backend, t, variant)),
-                              key=lambda r: r.batch * r.resolution)  # fmt: skip
+                              key=lambda r: r.working_set)  # fmt: skip
                 if line:
                     marker, linestyle = STYLES[module]
-                    dodge = 1.06 ** (list(COLORS).index(backend) - 1.5)  # side by side at one size
-                    ax.plot([r.batch * r.channels * r.resolution**2 * 4 / 1e6 * dodge for r in line], [r.copy_fraction for r in line],
-                            color=COLORS[backend], marker=marker, linestyle=linestyle, markersize=6)  # fmt: skip
+                    dodge = 1.06 ** (BACKEND_COLORS.index(backend) - 1.5)  # side by side at one size
+                    xs = [r.working_set / 1e6 * dodge for r in line]
+                    ax.plot(xs, [r.copy_fraction for r in line], color=COLORS[backend], marker=marker, linestyle=linestyle,
+                            markersize=6)  # fmt: skip
+                    over = [(x, r.copy_fraction) for x, r in zip(xs, line) if r.copy_fraction > 1]
+                    if over:
+                        ax.plot(*zip(*over), linestyle="none", marker="o", markersize=11, markerfacecolor="none", color="red")
             ax.axhline(1.0, color="black", linewidth=0.8)
-            ax.set(title=f"{variant}, {_label(t)}", ylim=(0, 1.1))
+            ax.set(title=f"{variant}, {_label(t)}", ylim=(0, top))
             ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
             ax.grid(True, alpha=0.3)
             _values_axis(ax, sizes)
             if col == 0:
-                ax.set_ylabel("fraction of copy bandwidth\n(against the minimum traffic)", fontsize=8)
+                ax.set_ylabel("fraction of the copy touching\nthe same buffers (min. traffic)", fontsize=8)
             if row == len(threads) - 1:
-                ax.set_xlabel("input size (MB)")
-    _finish(fig, "roofline: achieved bandwidth / the machine's copy (read + write) at the same size")
-    return _save(fig, out / "roofline.png", _legend([r.backend for r in roof], [r.module for r in roof]))
+                ax.set_xlabel("working set (MB)")
+    where = f"dotted: last-level cache ({llc['bytes'] / 2**20:.0f} MiB); shaded: DRAM-resident (>= {DRAM_FACTOR}x it); " if llc else ""
+    _finish(fig, f"roofline: achieved bandwidth / a copy touching the same buffers\n{where}red ring: above 1 (a cache effect, not a result)")
+    return [_save(fig, out / "roofline.png", _legend([r.backend for r in roof], [r.module for r in roof]))]
 
 
-def _overhead(out: Path, comps: list[Comparison]) -> Path | None:
-    """Each attention block's cost inside a network: time with it / time without it - 1, per backend."""
+def _overhead(path: Path, comps: list[Comparison]) -> list[Path]:
+    """Each attention block's cost inside a network: time with it / time without it - 1, per torch lane and jax-jit."""
+    comps = _drawn(comps)
     if not comps:
-        return None
+        return []
     label = lambda c: f"{c.network} {c.workload} {c.numerator} ({c.batch}, 3, {c.resolution}, {c.resolution})"  # noqa: E731
-    backends = [b for b in COLORS if any(c.backend == b for c in comps)]
-    fig, _ = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, backends, lambda c: c.backend,
+    name = lambda c: lane_label(c.backend, c.layout)  # noqa: E731
+    series = [b for b in COLORS if any(name(c) == b for c in comps)]
+    fig, _ = _dot_panels(comps, list(dict.fromkeys(label(c) for c in comps)), label, series, name,
                          lambda r: (r - 1) * 100, "time with the block / without, - 1 (%, 95% CI)")  # fmt: skip
-    _finish(fig, "what an attention block costs inside a ResNet; hollow markers: not significant")
-    return _save(fig, out / "network_overhead.png", _legend(backends, []))
+    _finish(fig, "what an attention block costs inside a network; hollow markers: not significant")
+    return [_save(fig, path, _legend(series, []))]
 
 
-def write_plots(out: Path, records: list[Record], comparisons: list[Comparison]) -> list[Path]:
-    """Every figure the run's data allows, in ``out``."""
-    ok = [r for r in records if r.status == "ok" and r.median_ms is not None]
-    written = [_sweep(out, suite, key, ok, [c for c in comparisons if c.suite == suite]) for suite, key in SWEEPS.items()]
-    written.append(_forest(out, "latency.png", "latency at the seed point (1, 64, 64, 64)",
-                           [c for c in comparisons if c.suite == "latency"], lambda c: c.module))  # fmt: skip
-    written.append(_forest(out, "train.png", "one training step (forward, loss, gradients to x and every parameter)",
-                           [c for c in comparisons if c.suite == "train"],
-                           lambda c: f"{c.module} ({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"))  # fmt: skip
-    written.append(_forest(out, "train_backward.png", "forward returning y, backward pass for the upstream gradient cot (no loss value)",
-                           [c for c in comparisons if c.suite == "backward"],
-                           lambda c: f"{c.module} ({c.batch}, {c.channels}, {c.resolution}, {c.resolution})"))  # fmt: skip
-    written.append(_forest(out, "network.png", "timm ResNets against their NNX twins",
-                           [c for c in comparisons if c.suite == "network"],
-                           lambda c: f"{c.network} {c.workload} {c.module} ({c.batch}, 3, {c.resolution}, {c.resolution})"))  # fmt: skip
-    written.append(_overhead(out, [c for c in comparisons if c.suite == "network" and c.kind == "module"]))
-    written += [_train_batch(out, ok, comparisons), _fusion(out, records), _roofline(out, ok)]
-    return [p for p in written if p is not None]
+def network(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
+    """``network.png`` (each torch lane, in each layout, / jax-jit) and ``network_overhead.png``."""
+    label = lambda c: f"{c.network} {c.workload} {c.module} ({c.batch}, 3, {c.resolution}, {c.resolution})"  # noqa: E731
+    return (_forest(out / "network.png", "timm networks against their NNX twins (CL: torch channels-last)", comps, label)
+            + _overhead(out / "network_overhead.png", [c for c in comps if c.kind == "module"]))
+
+
+def compare(path: Path, comps: list[Comparison], title: str) -> list[Path]:
+    """Every shared lane's NEW / OLD with its 95% interval, sorted: green where the new run is
+    faster, red where slower, grey where not significant (hollow), on a log axis."""
+    plt = _pyplot()
+    shown = sorted(_drawn(comps), key=lambda c: c.ratio)
+    if not shown:
+        return []
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    colour = lambda c: "grey" if not c.significant else "#009E73" if c.ratio < 1 else "#D55E00"  # noqa: E731
+    for i, c in enumerate(shown):
+        ax.plot([i, i], c.ci95, color=colour(c), linewidth=1, alpha=0.6)
+        ax.plot(i, c.ratio, "o", markersize=3, color=colour(c), markerfacecolor=colour(c) if c.significant else "white")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set(xlabel=f"shared lanes, sorted by new / old ({len(shown)})", ylabel="new time / old time (95% CI)")
+    ax.set_ylim(max(min(c.ci95[0] for c in shown) * 0.9, 1e-3), min(max(c.ci95[1] for c in shown) * 1.1, 1e3))
+    _ratio_scale(ax)
+    ax.grid(True, alpha=0.3)
+    _finish(fig, title)
+    from matplotlib.lines import Line2D
+
+    handles = {label: Line2D([], [], color=c, marker="o", linestyle="none", markerfacecolor=f)
+               for label, c, f in (("new faster", "#009E73", "#009E73"), ("new slower", "#D55E00", "#D55E00"),
+                                   ("not significant", "grey", "white"))}  # fmt: skip
+    return [_save(fig, path, handles)]

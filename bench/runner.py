@@ -1,7 +1,9 @@
 """The one runner every suite goes through: prepare each lane of a point on its backend,
 check its output against torch-eager (a wrong kernel is never timed), time all lanes
 interleaved until the point's intervals are narrow enough, and turn the timings into
-records and comparisons with :mod:`bench.stats`.
+records (with each round's median, for later comparisons of runs) and comparisons with
+:mod:`bench.stats`. Several sessions of a point (one per process) merge into one record per
+lane (:func:`merge_sessions`).
 """
 
 from __future__ import annotations
@@ -20,33 +22,18 @@ import torch
 from flax import nnx
 
 from bench import stats
-from bench.backends import FRAMEWORK, Device, Runnable, prepare, unavailable
+from bench.backends import Device, Runnable, prepare, unavailable
 from bench.fusion import hlo_full_size_passes, inductor_full_size_passes
-from bench.suites import Comparison, Lane, Point, Record, Settings
-from bench.suites import lanes as point_lanes
+from bench.plan import COPIES, FRAMEWORK, Lane, Point, Settings, buffers, lanes, pairs
+from bench.schema import Comparison, Record
 from bench.threads import release_memory
 from bench.timing import OtherLoad, Timed, measure_many
 from bench.workloads import Arrays, Workload, build, inputs, network_unavailable
-from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
 from prcm.cli import error_line
 
-__all__ = ["Runner", "PointResult", "BACKEND_PAIRS", "SUM_OF_PARTS", "pairs", "compare", "comparisons", "merge_sessions",
-           "threads_comparisons", "param_records"]  # fmt: skip
-
-#: Backend comparisons, numerator / denominator: what each backend costs against jax-jit,
-#: what Inductor buys over eager torch, and what the framework costs eagerly.
-BACKEND_PAIRS = (
-    ("torch-eager", "jax-jit"), ("torch-compile", "jax-jit"), ("jax-eager", "jax-jit"), ("torch-eager", "torch-compile"),
-    ("jax-eager", "torch-eager"),
-)  # fmt: skip
-#: The seed's components each module is built from (the components suite).
-SUM_OF_PARTS = {
-    "PRCM": ("Global Avg Pool", "Basis Projection", "Linear", "Sigmoid", "Unsqueeze x2", "Scale (x*alpha)"),
-    "AffinePRCM": ("Global Avg Pool", "Basis Projection", "Linear", "Linear", "Sigmoid", "Unsqueeze x2",
-                   "Unsqueeze x2", "Affine (x*alpha+beta)"),
-}  # fmt: skip
-EPS32 = float(np.finfo(np.float32).eps)
+__all__ = ["Runner", "PointResult", "compare", "comparisons", "merge_sessions", "threads_comparisons", "param_records",
+           "working_set"]  # fmt: skip
 
 
 @dataclass
@@ -60,39 +47,8 @@ class PointResult:
     sessions: dict[Lane, np.ndarray] = field(default_factory=dict)  # the process of each round, when several
 
 
-def pairs(point: Point, timed: Iterable[Lane]) -> list[tuple[str, Lane, tuple[Lane, ...]]]:
-    """The ratios a point reports, as ``(kind, numerator lane, denominator lanes)``; a
-    denominator of several lanes is their sum (a module against the sum of its parts).
-
-    >>> ls = [Lane("PRCM", "torch-eager"), Lane("PRCM", "jax-jit"), Lane("AffinePRCM", "jax-jit")]
-    >>> [(k, n.item, n.backend, d[0].item, d[0].backend) for k, n, d in pairs(Point("latency", 1, 8, 8), ls)]
-    [('backend', 'PRCM', 'torch-eager', 'PRCM', 'jax-jit'), ('module', 'AffinePRCM', 'jax-jit', 'PRCM', 'jax-jit')]
-    """
-    timed = set(timed)
-    out = []
-    for lane in sorted(timed, key=lambda l: (l.item, l.variant, l.backend, l.path or "")):
-        if lane.path is not None:  # dispatch paths against the compiled call
-            base = dataclasses.replace(lane, path="compiled")
-            if lane.path != "compiled" and base in timed:
-                out.append(("path", lane, (base,)))
-            continue
-        for num, den in BACKEND_PAIRS:
-            other = dataclasses.replace(lane, backend=den)
-            if lane.backend == num and other in timed:
-                out.append(("backend", lane, (other,)))
-    modules = set(point.items) if point.network else set(CATALOG)
-    for lane in sorted(timed, key=lambda l: (l.backend, l.variant, l.item)):
-        base = dataclasses.replace(lane, item=point.baseline)
-        if lane.path is None and lane.item in modules and lane.item != point.baseline and base in timed:
-            out.append(("module", lane, (base,)))
-        parts = tuple(dataclasses.replace(lane, item=p) for p in SUM_OF_PARTS.get(lane.item, ()))
-        if point.suite == "components" and parts and all(p in timed for p in parts):
-            out.append(("parts", lane, parts))
-    return out
-
-
 def compare(kind: str, samples: dict[Lane, np.ndarray], num: Lane, den: tuple[Lane, ...], **kw) -> stats.Ratio:
-    """The paired ratio of one entry of :func:`pairs`."""
+    """The paired ratio of one entry of :func:`bench.plan.pairs`."""
     if len(den) == 1:
         return stats.paired_ratio(samples[num], samples[den[0]], **kw)
     total = sum(stats.round_medians(samples[d]) for d in den)[:, None]
@@ -101,7 +57,7 @@ def compare(kind: str, samples: dict[Lane, np.ndarray], num: Lane, den: tuple[La
 
 def comparisons(point: Point, samples: dict[Lane, np.ndarray], threads: int | None,
                 sessions: dict[Lane, np.ndarray] | None = None) -> list[Comparison]:
-    """Every ratio :func:`pairs` names for a point's timings, with its interval.
+    """Every ratio :func:`bench.plan.pairs` names for a point's timings, with its interval.
 
     Args:
       point: the point the lanes were timed at.
@@ -115,29 +71,38 @@ def comparisons(point: Point, samples: dict[Lane, np.ndarray], threads: int | No
 
 
 def _comparison(point: Point, kind: str, num: Lane, den: tuple[Lane, ...], ratio: stats.Ratio, threads: int | None) -> Comparison:
-    module = num.item if kind in ("backend", "path", "parts", "threads") else None
-    backend = num.backend if kind in ("module", "parts", "path", "threads") else None
-    numerator = {"backend": num.backend, "module": num.item, "parts": num.item, "path": num.path}.get(kind, "")
-    denominator = {"backend": den[0].backend, "module": den[0].item, "parts": "sum of parts", "path": "compiled"}.get(kind, "")
+    module = num.item if kind in ("backend", "path", "parts", "threads", "layout") else None
+    backend = num.backend if kind in ("module", "parts", "path", "threads", "layout") else None
+    numerator = {"backend": num.backend, "module": num.item, "parts": num.item, "path": num.path, "layout": num.layout}.get(kind, "")
+    denominator = {"backend": den[0].backend, "module": den[0].item, "parts": "sum of parts", "path": "compiled",
+                   "layout": den[0].layout}.get(kind, "")  # fmt: skip
     entry = CATALOG.get(num.item)
     workload = point.workload if num.item in CATALOG or point.network else "op"
-    return Comparison(
-        suite=point.suite, kind=kind, module=module, backend=backend, numerator=numerator, denominator=denominator,
+    return Comparison.from_ratio(
+        ratio, suite=point.suite, kind=kind, module=module, backend=backend, numerator=numerator, denominator=denominator,
         batch=point.batch, channels=point.channels, resolution=point.resolution,
         num_basis=point.num_basis if (entry is None or entry.has_basis) and not point.network else None, threads=threads,
-        ratio=ratio.value, ci95=[ratio.lo, ratio.hi], significant=ratio.significant,
-        workload=workload, variant=num.variant if point.suite == "roofline" else None, network=point.network,
+        workload=workload, variant=num.variant if point.suite == "roofline" else None, network=point.network, layout=num.layout,
     )  # fmt: skip
 
 
-def merge_sessions(results: list[PointResult], point: Point, threads: int | None) -> PointResult:
+def _rounds(record: Record, rounds: np.ndarray, sessions: np.ndarray) -> None:
+    """Keep each round's median (ms, five significant digits) and its session in the record."""
+    record.round_ms = [float(f"{v:.5g}") for v in rounds]
+    record.round_sessions = [int(s) for s in sessions]
+    record.sessions = int(np.unique(sessions).size)
+
+
+def merge_sessions(results: list[PointResult], point: Point, threads: int | None, *, compare: bool = True) -> PointResult:
     """One point timed in several processes (sessions) as one result: each lane's calls
-    pooled (median, p10, p90, rounds), its timings kept per round, and every ratio taken with
-    the two-stage bootstrap over sessions (:func:`bench.stats.paired_ratio`). A lane that did
-    not run in every session keeps the first failing session's record and is not compared.
+    pooled (median, p10, p90, rounds), its timings kept per round with their session, and
+    (``compare``) every ratio taken over the sessions (:func:`bench.stats.paired_ratio`). A
+    lane that did not run in every session keeps the first failing session's record and is
+    not compared.
     """
     if len(results) == 1:
-        return results[0]
+        one = results[0]
+        return PointResult(one.records, comparisons(point, one.samples, threads) if compare else [], one.samples, one.lanes)
     records, samples, sessions = [], {}, {}
     for lane, *records_of in zip(results[0].lanes, *(r.records for r in results), strict=True):
         runs = [r.samples.get(lane) for r in results]
@@ -157,12 +122,16 @@ def merge_sessions(results: list[PointResult], point: Point, threads: int | None
         record.flag = stats.stability(rounds[:, None], load=record.load)
         if record.check_eps is not None:
             record.check_eps = max(r.check_eps for r in records_of)
+        if compiled := [r.compile_s for r in records_of if r.compile_s is not None]:
+            record.compile_s = max(compiled)  # the run's first compile: later processes load the compilers' caches
         if record.bytes:
             record.gbps = record.bytes / (record.median_ms * 1e-3) / 1e9
-        records.append(record)
         samples[lane] = rounds[:, None]
         sessions[lane] = np.concatenate([np.full(run.shape[0], k) for k, run in enumerate(runs)])
-    return PointResult(records, comparisons(point, samples, threads, sessions), samples, results[0].lanes, sessions)
+        _rounds(record, rounds, sessions[lane])
+        records.append(record)
+    found = comparisons(point, samples, threads, sessions) if compare else []
+    return PointResult(records, found, samples, results[0].lanes, sessions)
 
 
 def threads_comparisons(results: dict[int, PointResult], point: Point) -> list[Comparison]:
@@ -185,6 +154,17 @@ def threads_comparisons(results: dict[int, PointResult], point: Point) -> list[C
 
 def _plural(threads: int) -> str:
     return f"{threads} thread" + ("s" if threads > 1 else "")
+
+
+def working_set(point: Point, lane: Lane, x_bytes: int) -> int:
+    """The bytes of the full-size buffers one call touches: a copy's (:data:`~bench.plan.COPIES`),
+    a forward block's (:func:`~bench.plan.buffers`), a training step's x, cot and input
+    gradient (and y for ``backward``)."""
+    if lane.item in COPIES:
+        return COPIES[lane.item] * x_bytes
+    if point.workload in ("train", "backward"):
+        return (3 if point.workload == "train" else 4) * x_bytes
+    return buffers(lane.variant, lane.backend) * x_bytes
 
 
 def _dispatch_runnable(path: str, work: Workload, device: Device) -> Runnable:
@@ -295,8 +275,8 @@ class Runner:
         return Record(
             suite=point.suite, backend=lane.backend, device=self.device.name, module=lane.item if module else None,
             network=point.network, op=None if module else lane.item, workload=point.workload if module else "op",
-            variant=lane.variant if point.suite == "roofline" or lane.variant == "copy" else None, path=lane.path,
-            threads=self.threads if point.timed else None, batch=point.batch, channels=point.channels,
+            variant=lane.variant if point.suite == "roofline" or lane.variant == "copy" else None, layout=lane.layout,
+            path=lane.path, threads=self.threads if point.timed else None, batch=point.batch, channels=point.channels,
             resolution=point.resolution, num_basis=point.num_basis if entry and entry.has_basis else None,
         )  # fmt: skip
 
@@ -329,13 +309,13 @@ class Runner:
           compare: compute the point's comparisons (off for one of several sessions, whose
             ratios :func:`merge_sessions` takes over all of them).
         """
-        todo = point_lanes(point, self.backends)
+        todo = lanes(point, self.backends)
         cached = self._cached(point, todo, compare)
         if cached is not None:
             return cached
         records = {lane: self._record(point, lane) for lane in todo}
         arrays = Arrays(inputs(point.batch, point.channels, point.resolution, point.num_basis), self.device)
-        works: dict[tuple[str, str], Workload] = {}
+        works: dict[tuple[str, str, str | None], Workload] = {}
         runnables: dict[Lane, Runnable] = {}
         for lane, record in records.items():
             reason = unavailable(lane.backend, self.device) or (network_unavailable() if point.network else None)
@@ -343,9 +323,9 @@ class Runner:
                 record.status, record.reason = "unavailable", reason
                 continue
             try:
-                which = (lane.item, lane.variant)
+                which = (lane.item, lane.variant, lane.layout)
                 if which not in works:
-                    works[which] = build(lane.item, lane.variant, point.workload, point, arrays)
+                    works[which] = build(lane.item, lane.variant, point.workload, point, arrays, lane.layout)
                 work = works[which]
                 runnable = self._prepare(lane, work)
                 record.compile_s, record.kernels, record.kernel_detail = runnable.compile_s, runnable.kernels, runnable.detail
@@ -359,9 +339,7 @@ class Runner:
                         record.passes = hlo_full_size_passes(runnable.hlo, x.nbytes) / work.per_call
                     elif runnable.inductor is not None:
                         record.passes = sum(inductor_full_size_passes(c, x.size) for c in runnable.inductor) / work.per_call
-                got, want = runnable.output(), work.reference(lane.backend)
-                error = normwise_error_in_eps if work.normwise else error_in_eps
-                record.check_eps = max(error(g, w, EPS32) for g, w in zip(got, want, strict=True))
+                record.check_eps = work.check(lane.backend, runnable.output())
             except Exception as err:  # one failing lane must not stop the study
                 record.status, record.reason = "error", error_line(err, limit=300)
                 continue
@@ -374,7 +352,7 @@ class Runner:
         timings, load = {}, OtherLoad()
         if point.timed and runnables:
             timed = {lane: Timed(r.run, r.sync, r.setup) for lane, r in runnables.items()}
-            calls = list({id(c): c for c in (works[(lane.item, lane.variant)].call(lane.backend) for lane in runnables
+            calls = list({id(c): c for c in (works[(lane.item, lane.variant, lane.layout)].call(lane.backend) for lane in runnables
                                               if lane.path is None)}.values())  # fmt: skip
             # dispatch paths hold their state in different ways; their ratios are about per-call overhead,
             # so all of them keep one placement for the run rather than some moving and some not
@@ -384,7 +362,7 @@ class Runner:
                                        stop=self._stop(point, runnables), between_rounds=refresh)  # fmt: skip
         samples = {}
         for lane, timing in timings.items():
-            record, work = records[lane], works[(lane.item, lane.variant)]
+            record, work = records[lane], works[(lane.item, lane.variant, lane.layout)]
             samples[lane] = timing.samples_ms / work.per_call
             record.median_ms, record.p10_ms, record.p90_ms = (
                 float(np.percentile(samples[lane], q)) for q in (50, 10, 90)
@@ -396,6 +374,9 @@ class Runner:
             if work.bytes is not None:
                 record.bytes = work.bytes
                 record.gbps = work.bytes / (record.median_ms * 1e-3) / 1e9
+                record.working_set = working_set(point, lane, arrays.values["x"].nbytes)
+            rounds = stats.round_medians(samples[lane])
+            _rounds(record, rounds, np.zeros(rounds.size, dtype=int))
         measurement = next(self._measurements)
         for lane, record in records.items():
             self._cache[self._key(point, lane)] = (record, samples.get(lane), measurement)

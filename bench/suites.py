@@ -1,340 +1,214 @@
-"""The suites as data: each is a list of points; a point is one configuration whose lanes
-(item x variant x backend x dispatch path) are timed together, at each thread setting.
+"""The suites, as declarations: each is one :class:`Suite` (its points, the comparisons they
+report, its tables, figures and findings), registered in :data:`SUITES`.
 
-A suite names its workload kind (``forward``, ``train``; the seed's component operations and
-the copy reference are ``op`` items); :mod:`bench.runner` runs every suite the same way. The
-rows it produces are :class:`Record` (one per lane) and :class:`Comparison` (one per ratio).
+The runner (:mod:`bench.study`, :mod:`bench.runner`) runs every suite the same way; the
+analysis and the renderers (:mod:`bench.analysis`, :mod:`bench.report`) read each suite's
+tables, figures and findings from here. Adding a suite is one :func:`register` call with its
+points (made of the workloads :mod:`bench.workloads` builds: a module's ``forward``,
+``train`` or ``backward`` step, an operation, a copy, a network) and its test. Imports neither
+torch nor jax.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.timing import Schedule
-from bench.workloads import COMPONENTS
-from prcm.catalog import MODULES
+from bench import findings, plots, tables
+from bench.plan import COMPONENTS, DISPATCH_PATHS, LAYOUTS, SUM_OF_PARTS, Point, Settings
+from bench.schema import Comparison, Record
+from prcm.catalog import CATALOG
 
-__all__ = ["SUITES", "TIMED", "HEADLINE", "QUICK_ONE_SETTING", "Point", "Lane", "Record", "Comparison", "Settings", "points", "lanes", "run_order", "SEED_POINT",
-           "DISPATCH_PATHS", "SWEEP_MODULES", "NETWORKS"]  # fmt: skip
+__all__ = ["Suite", "Network", "SUITES", "NETWORKS", "QUICK_NETWORKS", "SEED_POINT", "SWEEP_MODULES", "register"]
 
-SUITES: tuple[str, ...] = (
-    "params", "latency", "components", "channels", "resolution", "num_basis", "batch", "train", "backward", "fusion",
-    "roofline", "dispatch", "network",
-)  # fmt: skip
-#: Suites that time (and so run at every thread setting); the others count.
-TIMED = frozenset(SUITES) - {"params", "fusion"}
-#: Suites a quick run times at one thread setting only ("most": bandwidth and dispatch
-#: overhead; "fewest": whole networks, whose many-threaded steps stall longest on a shared
-#: machine, and the ``backward`` step beside ``train``); a full run times them at every setting.
-QUICK_ONE_SETTING = {"roofline": "most", "dispatch": "most", "network": "fewest", "backward": "fewest"}
-#: Suites whose points get the longer time cap: the answers the bench is run for.
-HEADLINE = frozenset({"latency", "train", "backward"})
-#: The full run's networks: attention blocks and backends (eager JAX takes about a second per
-#: ResNet-18 call at 224 x 224; torch.compile of a ResNet-50 takes 30 s forward and 65 s for a
-#: training step on 2 cores with a cold cache, 11-16 s and 34-58 s in a run, so resnet50 times the
-#: plain network and AffinePRCM, the seed's question).
-NETWORKS = (
-    ("resnet18", ("none", "se", "PRCM", "AffinePRCM"), ("torch-eager", "torch-compile", "jax-jit")),
-    ("resnet50", ("none", "AffinePRCM"), ("torch-eager", "torch-compile", "jax-jit")),
-)
+Tables = Callable[[list[Record], list[Comparison], Sequence[str]], list[tables.Table]]
+Figures = Callable[[Path, list[Record], list[Comparison], dict[str, Any]], list[Path]]
+Finder = Callable[[list[Record], list[Comparison], dict[str, Any]], list[str]]
+
 #: The seed's point: (batch, channels, resolution, num_basis).
 SEED_POINT = (1, 64, 64, 8)
 SWEEP_MODULES = ("PRCM", "AffinePRCM")
-DISPATCH_PATHS = ("compiled", "jax.jit", "jax.jit(nnx.State)", "nnx.jit", "nnx.cached_partial")
-
-
-@dataclass
-class Record:
-    """One flat row of ``results.json``; fields that do not apply are ``None``."""
-
-    suite: str
-    backend: str | None
-    device: str
-    module: str | None = None
-    network: str | None = None
-    op: str | None = None
-    workload: str | None = None
-    variant: str | None = None
-    path: str | None = None
-    parameter: str | None = None
-    threads: int | None = None
-    batch: int | None = None
-    channels: int | None = None
-    resolution: int | None = None
-    num_basis: int | None = None
-    median_ms: float | None = None
-    p10_ms: float | None = None
-    p90_ms: float | None = None
-    repeat: int | None = None
-    rounds: int | None = None
-    spread: float | None = None
-    load: float | None = None
-    flag: str | None = None
-    params: int | None = None
-    kernels: int | None = None
-    kernel_detail: str | None = None
-    passes: float | None = None
-    bytes: int | None = None
-    gbps: float | None = None
-    copy_fraction: float | None = None
-    saved_bytes: int | None = None
-    saved_input_bytes: int | None = None
-    faults_per_call: float | None = None
-    compile_s: float | None = None
-    check_eps: float | None = None
-    status: str = "ok"
-    reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class Comparison:
-    """One ratio, numerator time / denominator time, with its 95% interval.
-
-    ``kind`` is ``backend`` (two backends, one module: ``module`` set), ``module`` (a module
-    against PRCM on one backend: ``backend`` set; in the ``network`` suite an attention block
-    against the same network without one, ``none``), ``parts`` (a module against the sum of its
-    component operations), ``path`` (a JAX dispatch path against the compiled call) or
-    ``threads`` (one lane at a thread setting against the same lane at all threads; timed
-    apart, so unpaired, and ``threads`` is ``None``).
-    """
-
-    suite: str
-    kind: str
-    module: str | None
-    backend: str | None
-    numerator: str
-    denominator: str
-    batch: int
-    channels: int
-    resolution: int
-    num_basis: int | None
-    threads: int | None
-    ratio: float
-    ci95: list[float]
-    significant: bool
-    workload: str | None = None
-    variant: str | None = None
-    network: str | None = None
-    paired: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class Point:
-    """One configuration; every lane of it is timed together.
+class Suite:
+    """One suite of the study.
 
     Attributes:
-      suite: the suite it belongs to.
-      batch, channels, resolution, num_basis: the input ``(batch, channels, resolution,
-        resolution)`` and the modules' ``K``.
-      items: module class names, operations of :data:`~bench.workloads.COMPONENTS`, or ``"copy"``.
-      variants: ``fresh`` (a new output each call), ``donated`` (jax-jit: the input's buffer
-        becomes the output), ``loop`` (:data:`~bench.workloads.LOOP` blocks in one call).
-      workload: ``forward`` or ``train`` for the modules.
-      timed: ``False`` for a point that only counts kernels.
-      network: a timm ResNet (``resnet18``, ``resnet50``) whose blocks hold the items as
-        attention (``none``, ``se`` or a module); ``channels`` is then the image's 3.
-      baseline: the item every other is compared with on the same backend.
-      backends: the backends this point runs on (``None``: every selected one).
+      name: what ``--suites`` calls it.
+      doc: one line: what it measures.
+      points: its points for a run's settings (``suite``, ``compare`` and ``headline`` are
+        filled in from here, see :meth:`plan`).
+      compare: the ratios each point reports (:data:`bench.plan.KINDS`).
+      timed: ``False`` for a suite that only counts (one process, the most threads).
+      headline: the answers the bench is run for: the longer time cap.
+      quick_threads: in a quick run, time only at the ``most`` or the ``fewest`` threads.
+      tables, figures, findings: how the report shows it (:mod:`bench.tables`, :mod:`bench.plots`, :mod:`bench.findings`).
+      counter: ``module:function`` giving its records without points (``params``), called as
+        ``function(device, backends)`` in the runner's process.
     """
 
-    suite: str
-    batch: int
-    channels: int
-    resolution: int
-    num_basis: int = 8
-    items: tuple[str, ...] = ()
-    variants: tuple[str, ...] = ("fresh",)
-    workload: str = "forward"
+    name: str
+    doc: str
+    points: Callable[[Settings], list[Point]]
+    compare: tuple[str, ...] = ("backend", "module")
     timed: bool = True
-    network: str | None = None
-    baseline: str = "PRCM"
-    backends: tuple[str, ...] | None = None
+    headline: bool = False
+    quick_threads: str | None = None
+    tables: Tables = tables.generic
+    figures: Figures = plots.generic
+    findings: Finder | None = None
+    counter: str | None = None
 
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.channels, self.resolution, self.resolution)
+    def plan(self, settings: Settings) -> list[Point]:
+        """The points of one run, each carrying this suite's name, comparisons and time cap."""
+        return [dataclasses.replace(p, suite=self.name, compare=self.compare, headline=self.headline, timed=self.timed and p.timed)
+                for p in self.points(settings)]  # fmt: skip
 
+    def thread_settings(self, settings: Settings, requested: tuple[int, ...]) -> tuple[int, ...]:
+        """The thread settings it runs at: every requested one for a timing suite (in a quick
+        run, only the most or the fewest where :attr:`quick_threads` says), the most for a counting one.
 
-@dataclass(frozen=True)
-class Lane:
-    """One thing timed within a point: an item in a variant on a backend (and dispatch path)."""
-
-    item: str
-    backend: str
-    variant: str = "fresh"
-    path: str | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What to run and how long.
-
-    Attributes:
-      quick: fewer points, shorter timing.
-      warmup: untimed calls per lane (``None``: 3 quick, 20 full).
-      repeat: timed calls per lane, fixed (``None``: adaptive, see :attr:`schedule`).
-      headline_sessions: processes per thread setting for the headline suites (:meth:`sessions`).
-    """
-
-    quick: bool = False
-    warmup: int | None = None
-    repeat: int | None = None
-    headline_sessions: int = 3
-
-    @property
-    def sizes(self) -> dict[str, tuple]:
-        if self.quick:
-            return {"channels": (24, 64, 192), "resolution": (16, 64, 256), "num_basis": (4, 32), "batch": (1, 16),
-                    "roofline": (2,), "train_batch": (8,), "train_channels": (),
-                    "network": (("resnet18", 1, 64, ("none", "AffinePRCM"), ("torch-eager", "jax-jit")),)}  # fmt: skip
-        return {"channels": (24, 48, 64, 96, 128, 192), "resolution": (16, 32, 64, 128, 256), "num_basis": (4, 8, 16, 32),
-                "batch": (1, 2, 4, 8, 16), "roofline": (1, 4, 16), "train_batch": (1, 2, 4, 8, 16, 32),
-                "train_channels": ((16, 256, 28),),
-                "network": tuple((net, b, 224, items, backends) for net, items, backends in NETWORKS for b in (1, 8))}  # fmt: skip
-
-    def thread_settings(self, suite: str, requested: tuple[int, ...]) -> tuple[int, ...]:
-        """The thread settings ``suite`` runs at: every requested one for a timing suite (in a
-        quick run, only the most for :data:`QUICK_ONE_SETTING`), the most for a counting one.
-
-        >>> quick = Settings(quick=True)
-        >>> quick.thread_settings("roofline", (1, 2)), quick.thread_settings("network", (1, 2)), Settings().thread_settings("network", (1, 2))
-        ((2,), (1,), (1, 2))
+        >>> SUITES["roofline"].thread_settings(Settings(quick=True), (1, 2)), SUITES["network"].thread_settings(Settings(), (1, 2))
+        ((2,), (1, 2))
         """
-        if suite not in TIMED:
+        if not self.timed:
             return requested[-1:]
-        if self.quick and suite in QUICK_ONE_SETTING:
-            return requested[-1:] if QUICK_ONE_SETTING[suite] == "most" else requested[:1]
+        if settings.quick and self.quick_threads:
+            return requested[-1:] if self.quick_threads == "most" else requested[:1]
         return requested
 
-    def sessions(self, suite: str) -> int:
-        """Processes each point of ``suite`` is timed in, per thread setting:
-        :attr:`headline_sessions` (3) for the headline suites (``latency``, ``train``, ``backward``), whose
-        intervals must hold from run to run, one for the others.
 
-        >>> Settings().sessions("latency"), Settings().sessions("channels")
-        (3, 1)
-        """
-        return self.headline_sessions if suite in HEADLINE else 1
-
-    @property
-    def target(self) -> float:
-        """The relative width of every interval at which a point stops being timed."""
-        return 0.06 if self.quick else 0.04
-
-    @property
-    def schedule(self) -> Schedule:
-        """Fixed ``repeat`` calls when given; otherwise adaptive: at least ``rounds`` rounds, then
-        until every interval of the point is narrower than :attr:`target` or the time cap."""
-        return self.schedule_for(None)
-
-    def schedule_for(self, point: Point | None) -> Schedule:
-        """The schedule of one point: the headline suites (``latency``, ``train``, ``backward``) get twice the
-        time cap of the others, shared by the point's sessions."""
-        warmup = self.warmup if self.warmup is not None else (3 if self.quick else 20)
-        if self.repeat is not None:
-            return Schedule.fixed(warmup, self.repeat)
-        headline = point is None or point.suite in HEADLINE
-        share = 1 / self.sessions(point.suite) if point is not None else 1  # the cap is shared by the sessions
-        if point is not None and point.network:  # whole networks: few, long calls
-            return Schedule(min(warmup, 2), rounds=6 if self.quick else 10, calls=1, max_rounds=30 if self.quick else 60,
-                            time_cap_s=10.0 if self.quick else 30.0, check_every=3)  # fmt: skip
-        if self.quick:
-            return Schedule(warmup, rounds=10, round_s=0.003, max_calls=10, max_rounds=80,
-                            time_cap_s=(6.0 if headline else 2.5) * share, check_every=5)  # fmt: skip
-        return Schedule(warmup, rounds=20, round_s=0.006, max_calls=20, max_rounds=300,
-                        time_cap_s=(25.0 if headline else 12.0) * share, check_every=10)  # fmt: skip
-
-    @property
-    def timing(self) -> dict[str, Any]:
-        """The schedule, for ``results.json``'s ``meta``."""
-        return {**dataclasses.asdict(self.schedule), "target_width": None if self.repeat else self.target}
+#: Every suite, in report order; :func:`register` adds one.
+SUITES: dict[str, Suite] = {}
 
 
-def points(suite: str, settings: Settings) -> list[Point]:
-    """The points of one suite, in report order (``params`` has none: it is counted).
+def register(suite: Suite) -> Suite:
+    """Add ``suite`` to :data:`SUITES` (a name already taken is an error)."""
+    if suite.name in SUITES:
+        raise ValueError(f"a suite named {suite.name!r} is already registered")
+    SUITES[suite.name] = suite
+    return suite
 
-    >>> [p.shape for p in points("batch", Settings(quick=True))]
-    [(1, 64, 64, 64), (16, 64, 64, 64)]
+
+@dataclass(frozen=True)
+class Network:
+    """A timm network timed against its NNX twin (:func:`prcm_jax.models.from_timm`).
+
+    Attributes:
+      name: timm's model name; the attention block goes where timm's constructor takes one
+        for that family (:data:`bench.workloads.ATTENTION_ARGS`).
+      attention: the blocks it is built with (``none``, timm's ``se`` or a module of the catalog).
+      backends: the backends it runs on.
+      layouts: torch's memory layouts (JAX runs channels-last).
     """
+
+    name: str
+    attention: tuple[str, ...] = ("none", "AffinePRCM")
+    backends: tuple[str, ...] = ("torch-eager", "torch-compile", "jax-jit")
+    layouts: tuple[str, ...] = LAYOUTS
+
+
+#: The full run's networks. Eager JAX takes about a second per ResNet-18 call at 224 x 224, so
+#: no network runs on jax-eager; torch.compile of a ResNet-50 takes 30 s forward and 65 s for a
+#: training step on 2 cores with a cold cache, so resnet50 times the plain network and AffinePRCM.
+NETWORKS = (Network("resnet18", ("none", "se", "PRCM", "AffinePRCM")), Network("resnet50"))
+#: A quick run's: one network at 64 x 64, eager torch in both layouts against the twin.
+QUICK_NETWORKS = (Network("resnet18", backends=("torch-eager", "jax-jit")),)
+
+
+def _latency(s: Settings) -> list[Point]:
+    return [Point("latency", *SEED_POINT, items=tuple(CATALOG))]  # read when run: a module registered at run time is in it
+
+
+def _fusion(s: Settings) -> list[Point]:
+    return [Point("fusion", *SEED_POINT, items=tuple(CATALOG), timed=False)]
+
+
+def _components(s: Settings) -> list[Point]:
+    return [Point("components", *SEED_POINT, items=(*COMPONENTS, *SUM_OF_PARTS))]
+
+
+def _sweep(key: str, quick: tuple[int, ...], full: tuple[int, ...], items: tuple[str, ...] = SWEEP_MODULES) -> Callable[[Settings], list[Point]]:
+    """The points of a seed sweep: the seed point with ``key`` set to each value."""
     b, c, r, k = SEED_POINT
-    sizes = settings.sizes
-    if suite == "latency":
-        return [Point(suite, b, c, r, k, items=MODULES)]
-    if suite == "fusion":
-        return [Point(suite, b, c, r, k, items=MODULES, timed=False)]
-    if suite == "components":
-        return [Point(suite, b, c, r, k, items=(*COMPONENTS, *SWEEP_MODULES))]
-    if suite == "channels":
-        return [Point(suite, b, ch, r, k, items=(*SWEEP_MODULES, "SEModule")) for ch in sizes["channels"]]
-    if suite == "resolution":
-        return [Point(suite, b, c, res, k, items=SWEEP_MODULES) for res in sizes["resolution"]]
-    if suite == "num_basis":
-        return [Point(suite, b, c, r, nb, items=SWEEP_MODULES) for nb in sizes["num_basis"]]
-    if suite == "batch":
-        return [Point(suite, bs, c, r, k, items=SWEEP_MODULES) for bs in sizes["batch"]]
-    if suite == "train":  # the seed point, a batch sweep at 64 x 56 x 56, a wide point
-        seed = [] if settings.quick else [Point(suite, b, c, r, k, items=MODULES, workload="train")]
-        sweep = [Point(suite, bs, c, 56, k, items=(*SWEEP_MODULES, "SEModule", "copy"), workload="train")
-                 for bs in sizes["train_batch"]]  # fmt: skip
-        wide = [Point(suite, bs, ch, res, k, items=(*SWEEP_MODULES, "SEModule", "copy"), workload="train")
-                for bs, ch, res in sizes["train_channels"]]  # fmt: skip
-        return [*seed, *sweep, *wide]
-    if suite == "backward":  # the training step's point, as a block inside a network runs it: y and the backward pass for cot
-        return [Point(suite, 8, c, 56, k, items=(*SWEEP_MODULES, "SEModule"), workload="backward")]
-    if suite == "roofline":  # the seed point (full run), then tensors beyond the caches (x + y > 32 MB L3 here)
-        shapes = ([] if settings.quick else [(b, r)]) + [(bs, 256) for bs in sizes["roofline"]]
-        return [Point(suite, bs, c, res, k, items=("copy", *SWEEP_MODULES), variants=("fresh", "loop", "donated"))
-                for bs, res in shapes]  # fmt: skip
-    if suite == "dispatch":
-        return [Point(suite, b, c, res, k, items=SWEEP_MODULES) for res in (8, r)]
-    if suite == "network":
-        return [Point(suite, bs, 3, res, k, items=items, workload=workload, network=net, baseline="none", backends=backends)
-                for net, bs, res, items, backends in sizes["network"] for workload in ("forward", "train")]  # fmt: skip
-    if suite == "params":
-        return []
-    raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+
+    def points(s: Settings) -> list[Point]:
+        base = Point(key, b, c, r, k, items=items)
+        return [dataclasses.replace(base, **{key: v}) for v in (quick if s.quick else full)]
+
+    return points
 
 
-def run_order(suites: tuple[str, ...], settings: Settings) -> list[str]:
-    """The order suites run in: those timed in several sessions (the headline suites) first and
-    back to back, so their extra processes start once and stop before the rest; otherwise as
-    given. Reports list suites in :data:`SUITES` order whatever the run order.
+def _train(s: Settings) -> list[Point]:
+    """The seed point (full run), a batch sweep at 64 x 56 x 56, a wide point (full run)."""
+    b, c, r, k = SEED_POINT
+    items = (*SWEEP_MODULES, "SEModule", "copy")
+    seed = [] if s.quick else [Point("train", b, c, r, k, items=tuple(CATALOG), workload="train")]
+    batches = (8,) if s.quick else (1, 2, 4, 8, 16, 32)
+    wide = [] if s.quick else [Point("train", 16, 256, 28, k, items=items, workload="train")]
+    return [*seed, *(Point("train", bs, c, 56, k, items=items, workload="train") for bs in batches), *wide]
 
-    >>> run_order(("params", "latency", "channels", "train"), Settings())
-    ['latency', 'train', 'params', 'channels']
-    """
-    return sorted(suites, key=lambda suite: -settings.sessions(suite))
+
+def _backward(s: Settings) -> list[Point]:
+    """The training step's point, as a block inside a network runs it: y and the backward pass for cot."""
+    return [Point("backward", 8, SEED_POINT[1], 56, SEED_POINT[3], items=(*SWEEP_MODULES, "SEModule", "copy"), workload="backward")]
 
 
-def lanes(point: Point, backends: tuple[str, ...]) -> list[Lane]:
-    """Every lane of a point for the selected backends; one record each.
+def _roofline(s: Settings) -> list[Point]:
+    """The seed point, then tensors whose working sets reach DRAM (x of 16 MB to 268 MB; at
+    least 4x the last-level cache from 134 MB on a 32 MiB L3). A quick run: PRCM alone and
+    with its input donated, at 134 MB."""
+    b, c, r, k = SEED_POINT
+    if s.quick:
+        return [Point("roofline", 8, c, 256, k, items=("copy", "copy in-place", "PRCM"), variants=("fresh", "donated"))]
+    return [Point("roofline", bs, c, res, k, items=("copy", "copy in-place", *SWEEP_MODULES), variants=("fresh", "loop", "donated"))
+            for bs, res in ((b, r), (1, 256), (4, 256), (16, 256))]  # fmt: skip
 
-    A copy runs on torch-eager (``out=``) and jax-jit (donated); ``donated`` is jax-jit's;
-    ``loop`` (a chain of blocks in one compiled call) is not run eagerly in JAX; the dispatch
-    suite times jax-jit's call paths.
 
-    >>> [(l.item, l.backend) for l in lanes(Point("roofline", 1, 8, 8, items=("copy",)), ("torch-eager", "jax-eager"))]
-    [('copy', 'torch-eager')]
-    """
-    out = []
-    backends = tuple(b for b in backends if point.backends is None or b in point.backends)
-    for item in point.items:
-        for variant in ("copy",) if item == "copy" else point.variants:
-            for backend in backends:
-                if point.suite == "dispatch":
-                    out += [Lane(item, backend, variant, p) for p in DISPATCH_PATHS if backend == "jax-jit"]
-                elif variant == "donated" and backend != "jax-jit" or variant == "loop" and backend == "jax-eager":
-                    continue
-                elif variant == "copy" and backend not in ("torch-eager", "jax-jit"):
-                    continue
-                else:
-                    out.append(Lane(item, backend, variant))
-    return out
+def _dispatch(s: Settings) -> list[Point]:
+    b, c, r, k = SEED_POINT
+    return [Point("dispatch", b, c, res, k, items=SWEEP_MODULES, paths=DISPATCH_PATHS) for res in (8, r)]
+
+
+def _network(s: Settings) -> list[Point]:
+    """Each network at each batch, inference and a training step (a quick run: 64 x 64)."""
+    sizes = ((1, 64),) if s.quick else ((1, 224), (8, 224))
+    return [Point("network", bs, 3, res, items=net.attention, workload=workload, network=net.name, baseline="none",
+                  backends=net.backends, layouts=net.layouts)
+            for net in (QUICK_NETWORKS if s.quick else NETWORKS) for bs, res in sizes for workload in ("forward", "train")]  # fmt: skip
+
+
+for _suite in (
+    Suite("params", "the seed's parameter table at C=64, K=8, counted in both frameworks", lambda s: [], timed=False,
+          tables=tables.params, figures=lambda *a: [], counter="bench.runner:param_records"),
+    Suite("latency", "the modules at the seed point (1, 64, 64, 64): every backend against jax-jit, every module against PRCM",
+          _latency, headline=True, tables=tables.latency, figures=plots.latency, findings=findings.latency),
+    Suite("components", "the seed's eight operations each alone, beside the whole module: whole / sum of parts",
+          _components, compare=("backend", "module", "parts"), tables=tables.components, figures=lambda *a: [],
+          findings=findings.components),
+    *(Suite(key, f"the seed's {key} sweep: AffinePRCM / PRCM per backend and each backend / jax-jit", _sweep(key, quick, full, items),
+            tables=tables.sweep, figures=plots.sweep, findings=findings.sweep)
+      for key, quick, full, items in (("channels", (24, 64, 192), (24, 48, 64, 96, 128, 192), (*SWEEP_MODULES, "SEModule")),
+                                      ("resolution", (16, 64, 256), (16, 32, 64, 128, 256), SWEEP_MODULES),
+                                      ("num_basis", (4, 32), (4, 8, 16, 32), SWEEP_MODULES),
+                                      ("batch", (1, 16), (1, 2, 4, 8, 16), SWEEP_MODULES))),
+    Suite("train", "one training step (forward in train mode, loss sum(y * cot), gradients to the input and every parameter)",
+          _train, headline=True, tables=tables.train, figures=plots.train, findings=findings.train),
+    Suite("backward", "the training step as a block inside a network runs it: forward returning y, backward pass for cot",
+          _backward, headline=True, quick_threads="fewest", tables=tables.train, figures=plots.backward, findings=findings.train),
+    Suite("fusion", "kernels per call: XLA ENTRY kernels, JAX operations dispatched, ATen ops, Inductor kernels", _fusion,
+          timed=False, tables=tables.fusion, figures=plots.fusion, findings=findings.fusion),
+    Suite("roofline", "achieved bandwidth of each variant against a copy touching the same buffers, with the memory level",
+          _roofline, quick_threads="most", tables=tables.roofline, figures=plots.roofline, findings=findings.roofline),
+    Suite("dispatch", "jax-jit per call by call path: compiled split state, jax.jit, jax.jit(nnx.State), nnx.jit, nnx.cached_partial",
+          _dispatch, compare=("path",), quick_threads="most", tables=tables.dispatch, figures=lambda *a: [],
+          findings=findings.dispatch),
+    Suite("network", "timm networks against their NNX twins, torch in both memory layouts: inference and a training step, "
+          "each block's overhead", _network, compare=("backend", "module", "layout"), quick_threads="fewest",
+          tables=tables.network, figures=plots.network, findings=findings.network),
+):
+    register(_suite)

@@ -1,27 +1,20 @@
-"""Thread settings: which ones to run, and a runner per setting.
+"""A process set up for timing: its thread setting, JAX's dispatch mode and compilation
+cache, and an allocator that does not move a call's time.
 
 Both frameworks always get the same setting: ``torch.set_num_threads`` and the size of XLA's
 thread pool (XLA sizes it from the process's CPU affinity when JAX starts its backend, so a
-worker is pinned to that many CPUs until then, and unpinned after, see :func:`configure`). A setting therefore lives in its own process: the setting that
-uses every CPU this process may use runs here, every other one in a worker process started
-once (``multiprocessing``, spawn) and fed one point at a time, so the settings take turns
-point by point and meet the same machine. A worker that fails or dies is an error of the
-run, never a hang.
+worker is pinned to that many CPUs until then, and unpinned after, see :func:`configure`). A
+setting therefore lives in its own processes (:mod:`bench.workers`). Imports torch and jax
+only when :func:`configure` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import multiprocessing
 import os
-import signal
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["cpus", "parse_threads", "configure", "steady_malloc", "release_memory", "ALLOCATOR", "Options", "Pools", "WorkerError"]
+__all__ = ["cpus", "parse_threads", "configure", "steady_malloc", "release_memory", "glibc", "ALLOCATOR"]
 
 
 def cpus() -> list[int]:
@@ -60,17 +53,6 @@ def parse_threads(available: int) -> Callable[[str], tuple[int, ...]]:
     return parse
 
 
-@dataclass(frozen=True)
-class Options:
-    """What a worker needs to set itself up like this process."""
-
-    threads: int
-    device: str
-    backends: tuple[str, ...]
-    settings: Any  # bench.suites.Settings
-    jax_async_dispatch: bool
-
-
 #: What :func:`steady_malloc` sets, for ``results.json``'s ``meta``.
 ALLOCATOR = ("glibc malloc: M_TRIM_THRESHOLD 128 MiB, M_MMAP_THRESHOLD 32 MiB (mallopt), so a freed buffer below 32 MiB "
              "is reused rather than handed back to the OS and faulted in again by the next call; larger ones are "
@@ -91,7 +73,7 @@ def steady_malloc() -> bool:
     the ceiling of glibc's own dynamic threshold, fixed here so it does not move during the
     run. Returns whether it was set (glibc only).
     """
-    mallopt = _glibc("mallopt")
+    mallopt = glibc("mallopt")
     if mallopt is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
@@ -107,11 +89,11 @@ def release_memory() -> bool:
     GB was live), and six processes at the training sweep's batch 32 outgrew 24 GiB. Returns
     whether anything was released (glibc only).
     """
-    malloc_trim = _glibc("malloc_trim")
+    malloc_trim = glibc("malloc_trim")
     return malloc_trim is not None and bool(malloc_trim(0))
 
 
-def _glibc(name: str) -> Callable[..., int] | None:
+def glibc(name: str) -> Callable[..., int] | None:
     """glibc's function ``name``, or ``None`` on another C library."""
     import ctypes
     import ctypes.util
@@ -122,9 +104,9 @@ def _glibc(name: str) -> Callable[..., int] | None:
         return None
 
 
-def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
-    """Give both frameworks ``threads`` threads, JAX the dispatch mode of the run, and the
-    process :func:`steady_malloc`.
+def configure(threads: int, jax_async_dispatch: bool, *, pin: bool, jax_cache: str | None = None) -> None:
+    """Give both frameworks ``threads`` threads, JAX the dispatch mode of the run (and its
+    compilation cache), and the process :func:`steady_malloc`.
 
     With ``pin``, the process is restricted to ``threads`` CPUs while JAX starts its CPU
     backend (XLA sizes its thread pool from the affinity), then every thread of the process
@@ -135,6 +117,9 @@ def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
       threads: threads for torch (and, with ``pin``, XLA's pool).
       jax_async_dispatch: keep JAX's asynchronous CPU dispatch.
       pin: size XLA's pool to ``threads`` (must run before JAX starts).
+      jax_cache: a folder for JAX's persistent compilation cache, every compilation kept: the
+        run's later sessions load what its first compiled (as torch.compile's own cache does),
+        so a session costs its timing, not its compiles (``None``: JAX's default).
     """
     import torch
 
@@ -148,6 +133,10 @@ def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
     # A synchronised per-call latency gains nothing from handing each CPU call to a worker
     # thread; on this kind of machine the hand-off alone costs tens of microseconds.
     jax.config.update("jax_cpu_enable_async_dispatch", jax_async_dispatch)
+    if jax_cache is not None:
+        jax.config.update("jax_compilation_cache_dir", jax_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     if pin and hasattr(os, "sched_setaffinity"):
         jax.devices("cpu")  # the pool is sized now
         for task in os.listdir("/proc/self/task"):
@@ -157,115 +146,3 @@ def configure(threads: int, jax_async_dispatch: bool, *, pin: bool) -> None:
                 pass
 
 
-def _serve(conn: Any, options: Options) -> None:
-    """A worker: set up like the parent at ``options.threads``, then run the points it is sent
-    (``(point, compare)``; ``None`` ends it); every answer is ``(True, result)`` or ``(False, the error's text)``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _die_with_parent()
-    try:
-        configure(options.threads, options.jax_async_dispatch, pin=True)
-        from bench.backends import resolve_device
-        from bench.runner import Runner
-        from parity.proof.precision import pinned_precision
-
-        pinned_precision().__enter__()  # for the life of the worker
-        device, _ = resolve_device(options.device)
-        runner, failure = Runner(device, options.backends, options.settings, options.threads), None
-    except Exception:
-        runner, failure = None, traceback.format_exc()
-    while (job := _receive(conn)) is not None:
-        point, compare = job
-        try:
-            conn.send((True, runner.run(point, compare=compare)) if runner else (False, failure))
-        except Exception:
-            conn.send((False, traceback.format_exc()))
-
-
-def _die_with_parent() -> None:
-    """Have the kernel end this worker when the parent dies (Linux ``PR_SET_PDEATHSIG``): a
-    run killed from outside (``kill``, the OOM killer) must not leave its workers timing on a
-    shared machine. Elsewhere a worker ends at its next receive (:func:`_receive`)."""
-    prctl, parent = _glibc("prctl"), multiprocessing.parent_process()
-    pr_set_pdeathsig = 1
-    if prctl is not None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if parent is not None and os.getppid() != parent.pid:  # it died before the call above
-        os._exit(1)
-
-
-def _receive(conn: Any) -> Any:
-    """The next job, or ``None`` when the parent has gone."""
-    try:
-        return conn.recv()
-    except (EOFError, OSError):
-        return None
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed or died; the message names its thread setting."""
-
-
-class _Worker:
-    """One process at one thread setting, fed one point at a time through a pipe."""
-
-    def __init__(self, options: Options) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.threads = options.threads
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, options), daemon=True)
-        self.process.start()
-        child.close()
-
-    def run(self, point: Any, compare: bool) -> Any:
-        try:
-            self.conn.send((point, compare))
-            ok, value = self.conn.recv()
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            self.process.join(5)
-            raise WorkerError(f"the {self.threads}-thread worker died (exit code {self.process.exitcode})") from None
-        if not ok:
-            raise WorkerError(f"the {self.threads}-thread worker failed:\n{value}")
-        return value
-
-    def close(self, kill: bool) -> None:
-        if kill or not self.process.is_alive():
-            self.process.terminate()
-        else:
-            self.conn.send(None)
-        self.process.join()
-
-
-class Pools:
-    """Runners per thread setting and session: this process's own for ``local`` (session 0),
-    a worker for each other.
-
-    Args:
-      local: the runner of this process (its setting is ``local.threads``).
-      options: how to start a worker (``threads`` is replaced per setting).
-    """
-
-    def __init__(self, local: Any, options: Options) -> None:
-        self.local, self.options = local, options
-        self._workers: dict[tuple[int, int], _Worker] = {}
-
-    def run(self, point: Any, threads: int, session: int = 0, *, compare: bool = True) -> Any:
-        """Run ``point`` at ``threads`` in process ``session`` of that setting (session 0 of the
-        local setting is this process); the first call for a process starts it. ``compare``
-        as :meth:`bench.runner.Runner.run`."""
-        if threads == self.local.threads and session == 0:
-            return self.local.run(point, compare=compare)
-        if (threads, session) not in self._workers:
-            self._workers[threads, session] = _Worker(dataclasses.replace(self.options, threads=threads))
-        return self._workers[threads, session].run(point, compare)
-
-    def close_sessions(self) -> None:
-        """Stop the workers of the extra sessions (session 1 on), which only the headline
-        suites use: each holds a whole framework stack in memory."""
-        for key in [k for k in self._workers if k[1] > 0]:
-            self._workers.pop(key).close(False)
-
-    def close(self, *, kill: bool = False) -> None:
-        """Stop the workers (``kill``: without waiting for a point in progress)."""
-        for worker in self._workers.values():
-            worker.close(kill)
-        self._workers.clear()

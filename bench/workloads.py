@@ -12,12 +12,13 @@ Four kinds of workload:
   the same gradients, without the scalar ``sum(y * cot)``;
 * ``op``: one of the seed's component operations, or a ``copy`` (the bandwidth reference);
 
-and, for the ``network`` suite, a timm ResNet with an attention block against its NNX twin
-(inference, or one training step).
+and, for the ``network`` suite, a timm network with an attention block against its NNX twin
+(inference, or one training step), torch's side in either memory layout.
 
 Each gives a :class:`~bench.backends.Call` per framework flavour (``torch``, ``torch-compile``,
-``jax`` for jit, ``jax-eager``), the torch-eager reference each backend is checked against,
-and the minimum bytes one application must move (:data:`MIN_TRAFFIC`).
+``jax`` for jit, ``jax-eager``), the torch-eager reference each backend is checked against
+(:meth:`Workload.check`), and the minimum bytes one application must move
+(:data:`~bench.plan.MIN_TRAFFIC`).
 """
 
 from __future__ import annotations
@@ -34,32 +35,19 @@ import torch
 import torch.nn.functional as TF
 from flax import nnx
 
-from bench.backends import FRAMEWORK, Call, Device, channels_first
+from bench.backends import Call, Device, channels_first
+from bench.plan import COMPONENTS, FRAMEWORK, LOOP, MIN_TRAFFIC
 from parity.arrays import to_numpy
 from parity.convert import torch_state_dict, torch_to_nnx
 from parity.proof.dropout import shared_dropout_mask
+from parity.proof.reference import error_in_eps, normwise_error_in_eps
 from prcm.catalog import CATALOG
 from prcm.cli import unavailable
 from prcm_jax.functional import keep_mask
 
-__all__ = ["Workload", "build", "inputs", "network_unavailable", "COMPONENTS", "LOOP", "MIN_TRAFFIC", "CHECK_SEED"]
+__all__ = ["Workload", "build", "inputs", "network_unavailable", "ATTENTION_ARGS", "CHECK_SEED", "EPS32"]
 
-#: The seed's eight operations, timed alone in the components suite.
-COMPONENTS: tuple[str, ...] = (
-    "Global Avg Pool", "Basis Projection", "Linear", "Sigmoid", "Unsqueeze x2", "Scale (x*alpha)",
-    "Shift (x+beta)", "Affine (x*alpha+beta)",
-)  # fmt: skip
-#: Blocks applied one after another in one call in the roofline's ``loop`` variant.
-LOOP = 4
-#: The fewest passes over the input tensor one application needs (minimum bytes = passes x
-#: its size). A block alone reads x for the mean, then reads x and writes y (3). In a chain of
-#: n blocks each block's mean is one more read, which a compiler can compute from x on the fly
-#: (x times the gates so far, as Inductor does), and only the last output is written: n + 2
-#: passes, (n + 2) / n per block (``loop``). A training step reads x and cot once for the mean
-#: and the gate's gradient, then reads cot and writes the input gradient (4). A ``backward``
-#: step also writes y: read x and cot for the mean and the gate's gradient, then read both
-#: again and write y and the input gradient (6). A copy reads and writes (2).
-MIN_TRAFFIC = {"fresh": 3.0, "donated": 3.0, "loop": (LOOP + 2) / LOOP, "train": 4.0, "backward": 6.0, "copy": 2.0}
+EPS32 = float(np.finfo(np.float32).eps)
 #: Seed of torch's generator and of the JAX dropout key when outputs are checked.
 CHECK_SEED = 0
 
@@ -159,6 +147,36 @@ class Workload:
         if side not in self._cache:
             self._cache[side] = self.references[side]()
         return self._cache[side]
+
+    def check(self, backend: str, got: list[np.ndarray]) -> float:
+        """How far ``backend``'s output ``got`` is from the reference, in float32 eps x max|y|
+        per tensor (x the tensor's 2-norm where :attr:`normwise`), the worst tensor's."""
+        error = (lambda g, w: normwise_error_in_eps(g, w, EPS32)) if self.normwise else _error_in_eps
+        return max(error(g, w) for g, w in zip(got, self.reference(backend), strict=True))
+
+
+#: Elements per piece when a large output is checked (its float64 temporaries stay in the caches).
+CHUNK = 1 << 20
+
+
+def _error_in_eps(got: np.ndarray, want: np.ndarray) -> float:
+    """:func:`parity.proof.reference.error_in_eps` in float32 eps x max|want|, taken piece by piece
+    for a large tensor (the roofline's 134 MB outputs: about ten times faster than whole), the
+    same value: the largest error of any piece against the whole tensor's scale.
+
+    >>> want = np.linspace(-2, 1, 3 * CHUNK, dtype=np.float32)
+    >>> got = want.copy(); got[-1] += 8 * EPS32  # off by 8 eps in the last piece, against max|want| = 2
+    >>> _error_in_eps(got, want), error_in_eps(got, want, EPS32)
+    (4.0, 4.0)
+    """
+    if np.shape(got) != np.shape(want) or np.size(want) <= CHUNK:
+        return error_in_eps(got, want, EPS32)
+    got, want = np.ravel(got), np.ravel(want)
+    pieces = [slice(i, i + CHUNK) for i in range(0, want.size, CHUNK)]
+    scale = max(float(np.max(np.abs(want[p]), initial=0.0, where=np.isfinite(want[p]))) for p in pieces)
+    if scale == 0.0:
+        return error_in_eps(got, want, EPS32)
+    return max(error_in_eps(got[p], want[p], EPS32, scale) for p in pieces)
 
 
 def _first(out: Any) -> list[np.ndarray]:
@@ -370,26 +388,94 @@ def network_unavailable() -> str | None:
     return f"the network suite needs timm (and torchvision matching torch): {why['timm']}" if why else None
 
 
+#: How timm's constructor takes an attention block, per model family (the module that
+#: defines the model): ResNets put it in every residual block, EfficientNets and MobileNetV3s
+#: replace their squeeze-excitation layers.
+ATTENTION_ARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "timm.models.resnet": lambda layer: {"block_args": {"attn_layer": layer}},
+    "timm.models.efficientnet": lambda layer: {"se_layer": layer},
+    "timm.models.mobilenetv3": lambda layer: {"se_layer": layer},
+}
+
+
 def _timm(network: str, attention: str, device: Device) -> torch.nn.Module:
-    """A timm ResNet with ``attention`` (``none``, ``se`` or a module of the catalog) in every block."""
+    """A timm network with ``attention`` (``none``, ``se`` or a module of the catalog) where its family takes one."""
     import timm
 
     torch.manual_seed(0)
-    block_args = {} if attention == "none" else {"block_args": {"attn_layer": "se" if attention == "se" else CATALOG[attention].torch}}
-    return timm.create_model(network, num_classes=NUM_CLASSES, **block_args).to(device.torch)
+    kwargs = {}
+    if attention != "none":
+        family = timm.models.model_entrypoint(network).__module__
+        if family not in ATTENTION_ARGS:
+            raise ValueError(f"no rule for an attention block in {network} ({family}); known families: {', '.join(ATTENTION_ARGS)}")
+        kwargs = ATTENTION_ARGS[family]("se" if attention == "se" else CATALOG[attention].torch)
+    return timm.create_model(network, num_classes=NUM_CLASSES, **kwargs).to(device.torch)
 
 
-def _network(network: str, attention: str, kind: str, batch: int, resolution: int, device: Device) -> Workload:
-    """A timm ResNet and its NNX twin (:func:`prcm_jax.models.from_timm`): inference in eval
-    mode, or one training step in train mode (BatchNorm on batch statistics, dropout on)."""
-    from prcm_jax.models import from_timm
+def _torch_steps(module: torch.nn.Module) -> Callable[[torch.nn.Module], Callable[..., tuple[torch.Tensor, ...]]]:
+    """A training step of a network through ``net`` (``module`` itself or it compiled): loss
+    ``sum(logits * cot)``, gradients to the input and every parameter of ``module``."""
+    weights = [p for _, p in module.named_parameters()]
 
+    def steps(net: torch.nn.Module) -> Callable[..., tuple[torch.Tensor, ...]]:
+        def step(x: torch.Tensor, cot: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            loss = (net(x) * cot).sum()
+            return loss.detach(), *torch.autograd.grad(loss, (x, *weights))
+
+        return step
+
+    return steps
+
+
+def _network(network: str, attention: str, kind: str, batch: int, resolution: int, device: Device,
+             layout: str | None = None) -> Workload:  # fmt: skip
+    """A timm network and its NNX twin (:func:`prcm_jax.models.from_timm`): inference in eval
+    mode, or one training step in train mode (BatchNorm on batch statistics, dropout on).
+
+    With ``layout="channels_last"`` only torch's calls, model and input in
+    ``torch.channels_last`` (what torch users set for oneDNN's convolutions on the CPU), checked
+    against the same network channels-first."""
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, 3, resolution, resolution), dtype=np.float32)
     cot_np = rng.standard_normal((batch, NUM_CLASSES), dtype=np.float32)
     module = _timm(network, attention, device).train(kind == "train")
-    model = from_timm(module)
     x, cot = torch.from_numpy(x_np).to(device.torch), torch.from_numpy(cot_np).to(device.torch)
+    dropout = attention in CATALOG and bool(CATALOG[attention].dropout)
+    key = jax.random.key(CHECK_SEED)
+    tolerance, normwise = (64.0, False) if kind == "forward" else (NETWORK_TRAIN_TOLERANCE, True)
+
+    def seed() -> None:
+        torch.manual_seed(CHECK_SEED)
+
+    torch_out = lambda out: [to_numpy(g) for g in out[1:]]  # noqa: E731
+    steps = _torch_steps(module)
+    x_grad = x.clone().requires_grad_(True)
+
+    def torch_reference() -> list[np.ndarray]:
+        if kind == "forward":
+            return _no_grad(lambda: _first(module(x)))()
+        seed()
+        return torch_out(steps(module)(x_grad, cot))
+
+    if layout == "channels_last":
+        reference = torch_reference()  # channels-first, before the model moves
+        module = module.to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        if kind == "forward":  # torch-compile compiles the module itself
+            calls = {"torch": Call(module, (x_cl,), _first)}
+        else:
+            x_cl = x_cl.clone().requires_grad_(True)
+            steps = _torch_steps(module)
+            compiled = torch.compile(module, fullgraph=True, dynamic=False)
+            calls = {"torch": Call(steps(module), (x_cl, cot), torch_out, train=True, before=seed),
+                     "torch-compile": Call(steps(compiled), (x_cl, cot), torch_out, train=True, before=seed,
+                                           fallback_random=dropout, precompiled=True)}  # fmt: skip
+        return Workload(calls, {"torch": lambda: reference}, tolerance=tolerance, normwise=normwise, torch_modules=(module,),
+                        params={"torch": sum(p.numel() for p in module.parameters())})  # fmt: skip
+
+    from prcm_jax.models import from_timm
+
+    model = from_timm(module)
     x_jax = jax.device_put(np.ascontiguousarray(np.moveaxis(x_np, 1, -1)), device.jax)
     cot_jax = jax.device_put(cot_np, device.jax)
     params = {"torch": sum(p.numel() for p in module.parameters()),
@@ -403,27 +489,12 @@ def _network(network: str, attention: str, kind: str, batch: int, resolution: in
 
     if kind == "forward":
         out = lambda y: channels_first([y])  # noqa: E731
-        reference = _no_grad(lambda: _first(module(x)))
         calls = {"torch": Call(module, (x,), _first), "jax": Call(lambda p, x: merged(p)(x), (leaves, x_jax), out),
                  "jax-eager": Call(model, (x_jax,), out)}  # fmt: skip
-        return Workload(calls, {"torch": reference, "jax": reference}, tolerance=64.0, nnx_model=model, params=params,
-                        torch_modules=(module,))  # fmt: skip
+        return Workload(calls, {"torch": torch_reference, "jax": torch_reference}, tolerance=tolerance, nnx_model=model,
+                        params=params, torch_modules=(module,))  # fmt: skip
 
     names = [n for n, _ in module.named_parameters()]
-    weights = [p for _, p in module.named_parameters()]
-    x_grad = x.clone().requires_grad_(True)
-    key = jax.random.key(CHECK_SEED)
-
-    def seed() -> None:
-        torch.manual_seed(CHECK_SEED)
-
-    def steps(net: torch.nn.Module) -> Callable[..., tuple[torch.Tensor, ...]]:
-        def step(x: torch.Tensor, cot: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            loss = (net(x) * cot).sum()
-            return loss.detach(), *torch.autograd.grad(loss, (x, *weights))
-
-        return step
-
     compiled = torch.compile(module, fullgraph=True, dynamic=False)  # the network compiled, autograd as users train
 
     def jax_step(leaves: tuple[jax.Array, ...], state: Any, x: jax.Array, cot: jax.Array, key: jax.Array) -> tuple:
@@ -436,17 +507,12 @@ def _network(network: str, attention: str, kind: str, batch: int, resolution: in
         return value, jax.tree.leaves(grads), dx, nnx.state(net, nnx.BatchStat)
 
     jax_out = _grads_out(model, module, names, lambda out: out[1:3])
-    torch_out = lambda out: [to_numpy(g) for g in out[1:]]  # noqa: E731
-    dropout = attention in CATALOG and bool(CATALOG[attention].dropout)
-
-    def torch_reference() -> list[np.ndarray]:
-        seed()
-        return torch_out(steps(module)(x_grad, cot))
 
     def jax_reference() -> list[np.ndarray]:
         if not dropout:
             return torch_reference()
-        keep = np.asarray(keep_mask(key, module.layer1[0].se.dropout_rate, (batch, module.layer1[0].se.num_basis)))
+        se = next(m for m in module.modules() if isinstance(m, CATALOG[attention].torch))
+        keep = np.asarray(keep_mask(key, se.dropout_rate, (batch, se.num_basis)))
         with shared_dropout_mask(module, keep):
             return torch_out(steps(module)(x_grad, cot))
 
@@ -458,7 +524,7 @@ def _network(network: str, attention: str, kind: str, batch: int, resolution: in
         "jax": Call(jax_step, args, jax_out, train=True),
         "jax-eager": Call(jax_step, args, jax_out, train=True),
     }  # fmt: skip
-    return Workload(calls, {"torch": torch_reference, "jax": jax_reference}, tolerance=NETWORK_TRAIN_TOLERANCE, normwise=True,
+    return Workload(calls, {"torch": torch_reference, "jax": jax_reference}, tolerance=tolerance, normwise=normwise,
                     nnx_model=model, params=params, torch_modules=(module,))  # fmt: skip
 
 
@@ -477,16 +543,25 @@ def _op_functions(op: str) -> tuple[Callable, Callable, tuple[str, ...]]:
     return table[op]
 
 
+def _copy(name: str, arrays: Arrays) -> Workload:
+    """A copy (read x, write its negation), the bandwidth reference: ``copy`` into a second
+    buffer (torch ``out=`` a preallocated one; JAX a new output, as a block's), ``copy in-place``
+    into x itself (torch ``neg_``, JAX with x donated), x made afresh before each call outside
+    the timed span, as a donated block's input is."""
+    out = lambda y: channels_first([y])  # noqa: E731
+    x_torch = arrays.torch("x")
+    if name == "copy":
+        buffer = torch.empty_like(x_torch)
+        calls = {"torch": Call(lambda x: torch.neg(x, out=buffer), (x_torch,), _first), "jax": Call(jnp.negative, (arrays.jax("x"),), out)}
+    else:
+        calls = {"torch": Call(torch.Tensor.neg_, (x_torch,), _first, inplace=0), "jax": Call(jnp.negative, (arrays.jax("x"),), out)}
+    reference = _no_grad(lambda: _first(-x_torch))
+    return Workload(calls, {"torch": reference, "jax": reference}, donate=0 if name == "copy in-place" else None,
+                    bytes=int(MIN_TRAFFIC["copy"] * arrays.values["x"].nbytes))  # fmt: skip
+
+
 def _op(name: str, arrays: Arrays) -> Workload:
     out = lambda y: channels_first([y])  # noqa: E731
-    if name == "copy":  # read + write, into a preallocated (torch) or donated (JAX) buffer
-        x_torch = arrays.torch("x")
-        buffer = torch.empty_like(x_torch)
-        fn = lambda x: torch.neg(x, out=buffer)  # noqa: E731
-        calls = {"torch": Call(fn, (x_torch,), _first), "jax": Call(jnp.negative, (arrays.jax("x"),), out)}
-        reference = _no_grad(lambda: _first(-x_torch))
-        return Workload(calls, {"torch": reference, "jax": reference}, donate=0,
-                        bytes=int(MIN_TRAFFIC["copy"] * arrays.values["x"].nbytes))  # fmt: skip
     torch_fn, jax_fn, names = _op_functions(name)
     torch_args = tuple(arrays.torch(n) for n in names)
     calls = {"torch": Call(torch_fn, torch_args, _first), "jax": Call(jax_fn, tuple(arrays.jax(n) for n in names), out)}
@@ -494,21 +569,25 @@ def _op(name: str, arrays: Arrays) -> Workload:
     return Workload(calls, {"torch": reference, "jax": reference})
 
 
-def build(item: str, variant: str, kind: str, point: Any, arrays: Arrays) -> Workload:
+def build(item: str, variant: str, kind: str, point: Any, arrays: Arrays, layout: str | None = None) -> Workload:
     """The workload of ``item`` at ``point``.
 
     Args:
-      item: a module of the catalog, one of :data:`COMPONENTS`, or ``"copy"``; for a network
-        point, the attention block (``none``, ``se`` or a module of the catalog).
+      item: a module of the catalog, one of :data:`~bench.plan.COMPONENTS`, or a copy
+        (:data:`~bench.plan.COPIES`); for a network point, the attention block (``none``, ``se``
+        or a module of the catalog).
       variant: ``fresh``, ``donated``, ``loop`` (modules) or ``copy``.
       kind: ``forward``, ``train`` or ``backward`` (modules).
       point: the point (``channels``, ``num_basis``, ``network``).
       arrays: the point's inputs.
+      layout: torch's memory layout of a network point (``channels_last``: torch's calls only).
     """
     if getattr(point, "network", None):
-        return _network(point.network, item, kind, point.batch, point.resolution, arrays.device)
+        return _network(point.network, item, kind, point.batch, point.resolution, arrays.device, layout)
     if item in CATALOG:
         if kind in ("train", "backward"):
             return _train(item, point.channels, point.num_basis, arrays, loss_value=kind == "train")
         return _forward(item, variant, point.channels, point.num_basis, arrays)
+    if item in ("copy", "copy in-place"):
+        return _copy(item, arrays)
     return _op(item, arrays)

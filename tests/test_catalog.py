@@ -97,3 +97,27 @@ def test_the_parity_sweep_runs_on_it(registered, mode):
     for case in found:
         result = run_case(case)
         assert result.ok, dataclasses.asdict(result)
+
+
+def test_a_bench_latency_point_runs_on_it(registered):
+    """The latency suite reads the catalog when it runs: the module is in its point, and a tiny
+    copy of that point times it on both frameworks against PRCM, checked against torch."""
+    from bench.backends import resolve_device
+    from bench.plan import Settings
+    from bench.runner import Runner, param_records
+    from bench.suites import SUITES
+
+    (point,) = SUITES["latency"].points(Settings(quick=True))
+    assert registered.name in point.items
+    tiny = dataclasses.replace(point, batch=1, channels=8, resolution=8, num_basis=4, items=("PRCM", registered.name))
+    runner = Runner(resolve_device("cpu")[0], ("torch-eager", "jax-jit"), Settings(quick=True, warmup=1, repeat=5), threads=1)
+    result = runner.run(tiny)
+    mine = {r.backend: r for r in result.records if r.module == registered.name}
+    assert set(mine) == {"torch-eager", "jax-jit"}
+    assert all(r.status == "ok" and r.median_ms > 0 and r.num_basis == 4 for r in mine.values()), mine
+    found = {(c.kind, c.numerator, c.denominator, c.backend) for c in result.comparisons if registered.name in (c.module, c.numerator)}
+    assert found == {("backend", "torch-eager", "jax-jit", None), ("module", registered.name, "PRCM", "torch-eager"),
+                     ("module", registered.name, "PRCM", "jax-jit")}  # fmt: skip
+    assert all(c.p is not None and c.ci95[0] <= c.ratio <= c.ci95[1] for c in result.comparisons)
+    counted = {r.backend: r.params for r in param_records(runner.device, runner.backends) if r.module == registered.name and not r.parameter}
+    assert counted == {"torch-eager": 2 * 64 * 8, "jax-jit": 2 * 64 * 8}  # the params table counts it too: basis and scale_proj
