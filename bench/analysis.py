@@ -215,7 +215,7 @@ def _network_answers(records: list[Record], comps: list[Comparison]) -> list[Ans
             if best is None:
                 continue
             for backend, layout in ((best.backend, best.layout), ("jax-jit", None)):
-                if c := find(comps, kind="module", backend=backend, layout=layout, numerator=block, threads=t, **at):
+                if c := find(comps, kind="module", backend=backend, layout=layout, numerator=block, denominator="none", threads=t, **at):
                     answer.parts.append(Part(f"{step}: {block} / none on {lane_label(backend, layout)}", c, _threads(t),
                                              brief=backend != "jax-jit"))
             if c := find(comps, kind="backend", module=block, numerator=best.backend, layout=best.layout, denominator="jax-jit",

@@ -256,10 +256,11 @@ def prepare(backend: str, call: Call, device: Device, *, donate: int | None = No
       device: the device.
       donate: index of an argument to donate (jax-jit only): its buffer is reused for the output.
 
-    >>> import jax.numpy as jnp
-    >>> call = Call(lambda x: x * 2, (jnp.ones(3),), out=lambda y: [np.asarray(y)])
-    >>> [(a.tolist(), str(a.dtype)) for a in prepare("jax-eager", call, resolve_device("cpu")[0]).output()]
-    [([2.0, 2.0, 2.0], 'float32')]
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> call = Call(lambda x: x * 2, (jnp.ones(3),), out=lambda y: [np.asarray(y)])
+        >>> [(a.tolist(), str(a.dtype)) for a in prepare("jax-eager", call, resolve_device("cpu")[0]).output()]
+        [([2.0, 2.0, 2.0], 'float32')]
     """
     if backend == "torch-eager":
         return _torch_eager(call, device)

@@ -75,8 +75,9 @@ def agreement(old: Results, new: Results) -> Agreement:
     issue 23 asks of two back-to-back runs, their intervals should overlap and no ratio should
     be significant in opposite directions.
 
-    >>> agreement(Results(), Results()).shared
-    0
+    Examples:
+        >>> agreement(Results(), Results()).shared
+        0
     """
     key = lambda c: tuple(getattr(c, k) for k in _RATIO_KEY)  # noqa: E731
     before = {key(c): c for c in adjust(old.comparisons)}
@@ -107,8 +108,9 @@ def _timed(r: Record) -> bool:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two runs' ``meta``: machine, device, versions, commit, settings.
 
-    >>> differences({"versions": {"jax": "0.9"}, "device": "cpu"}, {"versions": {"jax": "0.10"}, "device": "cpu"})
-    ['versions differ: jax 0.9 -> 0.10']
+    Examples:
+        >>> differences({"versions": {"jax": "0.9"}, "device": "cpu"}, {"versions": {"jax": "0.10"}, "device": "cpu"})
+        ['versions differ: jax 0.9 -> 0.10']
     """
     out = []
     if machine_line(old) != machine_line(new):
@@ -156,9 +158,10 @@ def summary(compared: Compared) -> str:
     """One line: how many shared lanes the new run is faster and slower at, and where the data
     cannot tell; the geometric mean of the ratios (descriptive only).
 
-    >>> c = Compared(Results(), Results())
-    >>> summary(c)
-    'no lane was timed in both runs'
+    Examples:
+        >>> c = Compared(Results(), Results())
+        >>> summary(c)
+        'no lane was timed in both runs'
     """
     comps = compared.comparisons
     if not comps:

@@ -27,12 +27,13 @@ Finder = Callable[[list[Record], list[Comparison], dict[str, Any]], list[str]]
 def winner(c: Comparison, numerator: str | None = None, denominator: str | None = None) -> str:
     """Which side of a ratio is faster, or that the data cannot tell.
 
-    >>> c = Comparison("latency", "threads", "PRCM", "jax-jit", "1 thread", "2 threads", 1, 64, 64, 8, None, 1.01, [0.97, 1.05], False)
-    >>> winner(c)
-    'no significant difference'
-    >>> c.ratio, c.ci95, c.significant = 1.8, [1.7, 1.9], True
-    >>> winner(c)
-    '2 threads faster'
+    Examples:
+        >>> c = Comparison("latency", "threads", "PRCM", "jax-jit", "1 thread", "2 threads", 1, 64, 64, 8, None, 1.01, [0.97, 1.05], False)
+        >>> winner(c)
+        'no significant difference'
+        >>> c.ratio, c.ci95, c.significant = 1.8, [1.7, 1.9], True
+        >>> winner(c)
+        '2 threads faster'
     """
     if c.unstable:
         return "sessions disagree"
@@ -213,12 +214,17 @@ def network(records: list[Record], comps: list[Comparison], meta: dict[str, Any]
     for key in dict.fromkeys((c.network, c.batch, c.resolution, c.workload, c.threads) for c in mine):
         net, b, res, workload, t = key
         at = [c for c in mine if (c.network, c.batch, c.resolution, c.workload, c.threads) == key]
-        blocks = [f"{c.numerator} on {lane_label(c.backend, c.layout)} {fmt_overhead(c)}" for c in at if c.kind == "module"]
+        blocks = [f"{c.numerator} on {lane_label(c.backend, c.layout)} {fmt_overhead(c)}" for c in at
+                  if c.kind == "module" and c.denominator == "none"]  # fmt: skip
+        versus_se = [f"{c.numerator} on {lane_label(c.backend, c.layout)} {fmt_ratio(c)}" for c in at
+                     if c.kind == "module" and c.denominator == "se"]  # fmt: skip
         speed = [f"{c.module} {lane_label(c.numerator, c.layout)} {fmt_ratio(c)}" for c in at
                  if c.kind == "backend" and c.denominator == "jax-jit" and c.numerator == "torch-eager"]  # fmt: skip
         text = f"{net} {workload} at ({b}, 3, {res}, {res}), {t} thread(s):"
         if blocks:
             text += " block overhead vs no attention: " + "; ".join(blocks) + "."
+        if versus_se:
+            text += " time with the block / with timm's SE: " + "; ".join(versus_se) + "."
         if speed:
             text += " torch-eager / jax-jit: " + ", ".join(speed) + "."
         out.append(text)

@@ -66,14 +66,15 @@ def hlo_entry_opcodes(hlo_text: str) -> Counter[str]:
     Args:
       hlo_text: ``compiled.as_text()`` (or any HLO module text).
 
-    >>> text = '''ENTRY %main (p: f32[4]) -> (f32[4], f32[]) {
-    ...   %p = f32[4]{0} parameter(0), metadata={op_name="fusion(x)"}
-    ...   %f = f32[4]{0} fusion(%p), kind=kLoop, calls=%c
-    ...   %r = f32[] reduce(%p, %z), dimensions={0}, to_apply=%add
-    ...   ROOT %t = (f32[4]{0}, f32[]) tuple(%f, %r)
-    ... }'''
-    >>> sorted(hlo_entry_opcodes(text).items())
-    [('fusion', 1), ('parameter', 1), ('reduce', 1), ('tuple', 1)]
+    Examples:
+        >>> text = '''ENTRY %main (p: f32[4]) -> (f32[4], f32[]) {
+        ...   %p = f32[4]{0} parameter(0), metadata={op_name="fusion(x)"}
+        ...   %f = f32[4]{0} fusion(%p), kind=kLoop, calls=%c
+        ...   %r = f32[] reduce(%p, %z), dimensions={0}, to_apply=%add
+        ...   ROOT %t = (f32[4]{0}, f32[]) tuple(%f, %r)
+        ... }'''
+        >>> sorted(hlo_entry_opcodes(text).items())
+        [('fusion', 1), ('parameter', 1), ('reduce', 1), ('tuple', 1)]
     """
     counts: Counter[str] = Counter()
     for name, text in _entry_instructions(hlo_text):
@@ -106,8 +107,9 @@ def dispatched_ops(call: Callable[[], Any], *, grad: bool = False) -> Counter[st
       call: the call.
       grad: run with autograd on (a training step); otherwise under ``torch.no_grad()``.
 
-    >>> sorted(dispatched_ops(lambda: torch.ones(3).sigmoid()).items())
-    [('ones', 1), ('sigmoid', 1)]
+    Examples:
+        >>> sorted(dispatched_ops(lambda: torch.ones(3).sigmoid()).items())
+        [('ones', 1), ('sigmoid', 1)]
     """
     with torch.set_grad_enabled(grad), _CountOps() as mode:
         call()
@@ -139,13 +141,14 @@ _KERNEL_CALL = re.compile(r"^\s+(?:\w+\s*=\s*)?((?:cpp_fused|triton)\w*|extern_k
 def inductor_kernel_calls(wrapper_code: str) -> list[str]:
     """Kernel calls in the ``call`` function of an Inductor wrapper, in order.
 
-    >>> inductor_kernel_calls('''def call(args):
-    ...     buf0 = empty_strided_cpu((2, 64), (64, 1), torch.float32)
-    ...     cpp_fused_mean_0(buf0, arg1_1)
-    ...     extern_kernels.mm(buf0, arg0_1, out=buf2)
-    ...     triton_poi_fused_1.run(buf2, stream=stream0)
-    ...     return (buf2, )''')
-    ['cpp_fused_mean_0', 'extern_kernels.mm', 'triton_poi_fused_1']
+    Examples:
+        >>> inductor_kernel_calls('''def call(args):
+        ...     buf0 = empty_strided_cpu((2, 64), (64, 1), torch.float32)
+        ...     cpp_fused_mean_0(buf0, arg1_1)
+        ...     extern_kernels.mm(buf0, arg0_1, out=buf2)
+        ...     triton_poi_fused_1.run(buf2, stream=stream0)
+        ...     return (buf2, )''')
+        ['cpp_fused_mean_0', 'extern_kernels.mm', 'triton_poi_fused_1']
     """
     body = _call_body(wrapper_code)
     calls = []
@@ -173,13 +176,14 @@ def inductor_temp_bytes(wrapper_code: str) -> int:
     Args:
       wrapper_code: the generated wrapper (one of ``run_and_get_code``'s sources).
 
-    >>> inductor_temp_bytes('''def call(args):
-    ...     buf0 = empty_strided_cpu((8, 64), (64, 1), torch.float32)
-    ...     buf1 = empty_strided_cpu((8, 64, 56, 56), (200704, 3136, 56, 1), torch.float32)
-    ...     buf2 = buf0; del buf0  # reuse
-    ...     buf3 = empty_strided_cpu((2, 8), (8, 1), torch.float32)
-    ...     return (buf1, buf2, )''')
-    64
+    Examples:
+        >>> inductor_temp_bytes('''def call(args):
+        ...     buf0 = empty_strided_cpu((8, 64), (64, 1), torch.float32)
+        ...     buf1 = empty_strided_cpu((8, 64, 56, 56), (200704, 3136, 56, 1), torch.float32)
+        ...     buf2 = buf0; del buf0  # reuse
+        ...     buf3 = empty_strided_cpu((2, 8), (8, 1), torch.float32)
+        ...     return (buf1, buf2, )''')
+        64
     """
     body = _call_body(wrapper_code)
     sizes: dict[str, int] = {}
@@ -221,17 +225,18 @@ def inductor_full_size_passes(wrapper_code: str, numel: int) -> int:
       wrapper_code: the generated wrapper.
       numel: elements of the large tensor (the module's input).
 
-    >>> inductor_full_size_passes('''def call(args):
-    ...     arg0_1, arg1_1 = args
-    ...     assert_size_stride(arg1_1, (8, 64), (64, 1), 'input')
-    ...     buf0 = empty_strided_cpu((8, ), (1, ), torch.float32)
-    ...     cpp_fused_mean_0(arg1_1, buf0)
-    ...     buf1 = empty_strided_cpu((8, 64), (64, 1), torch.float32)
-    ...     cpp_fused_mul_1(arg1_1, buf0, buf1)
-    ...     buf2 = buf1; del buf1  # reuse
-    ...     cpp_fused_neg_2(buf2)
-    ...     return (buf2, )''', 8 * 64)
-    4
+    Examples:
+        >>> inductor_full_size_passes('''def call(args):
+        ...     arg0_1, arg1_1 = args
+        ...     assert_size_stride(arg1_1, (8, 64), (64, 1), 'input')
+        ...     buf0 = empty_strided_cpu((8, ), (1, ), torch.float32)
+        ...     cpp_fused_mean_0(arg1_1, buf0)
+        ...     buf1 = empty_strided_cpu((8, 64), (64, 1), torch.float32)
+        ...     cpp_fused_mul_1(arg1_1, buf0, buf1)
+        ...     buf2 = buf1; del buf1  # reuse
+        ...     cpp_fused_neg_2(buf2)
+        ...     return (buf2, )''', 8 * 64)
+        4
     """
     body = _call_body(wrapper_code)
     sizes: dict[str, int] = {}
@@ -288,13 +293,14 @@ def hlo_full_size_passes(hlo_text: str, nbytes: int) -> int:
       hlo_text: ``compiled.as_text()``.
       nbytes: the size of the large tensor (the module's input).
 
-    >>> text = '''ENTRY %main (x: f32[8,64]) -> f32[8,64] {
-    ...   %x = f32[8,64]{1,0} parameter(0)
-    ...   %r = f32[8]{0} fusion(%x), kind=kInput, calls=%c
-    ...   ROOT %y = f32[8,64]{1,0} fusion(%x, %r), kind=kLoop, calls=%d
-    ... }'''
-    >>> hlo_full_size_passes(text, 8 * 64 * 4)  # read x for r; read x and write y
-    3
+    Examples:
+        >>> text = '''ENTRY %main (x: f32[8,64]) -> f32[8,64] {
+        ...   %x = f32[8,64]{1,0} parameter(0)
+        ...   %r = f32[8]{0} fusion(%x), kind=kInput, calls=%c
+        ...   ROOT %y = f32[8,64]{1,0} fusion(%x, %r), kind=kLoop, calls=%d
+        ... }'''
+        >>> hlo_full_size_passes(text, 8 * 64 * 4)  # read x for r; read x and write y
+        3
     """
     sizes: dict[str, int | None] = {}
     passes = 0
@@ -317,9 +323,10 @@ def jaxpr_ops(fn: Callable[..., Any], *args: Any) -> Counter[str]:
       fn: the function.
       *args: its arguments.
 
-    >>> import jax.numpy as jnp
-    >>> sorted(jaxpr_ops(lambda x: jnp.sin(x) * 2.0, jnp.ones(3)).items())
-    [('mul', 1), ('sin', 1)]
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> sorted(jaxpr_ops(lambda x: jnp.sin(x) * 2.0, jnp.ones(3)).items())
+        [('mul', 1), ('sin', 1)]
     """
     import jax
 

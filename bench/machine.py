@@ -26,8 +26,9 @@ _CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
 def _size(text: str) -> int:
     """``32K``, ``1024K``, ``32M`` (sysfs's notation) in bytes.
 
-    >>> _size("32K"), _size("32768K"), _size("2M")
-    (32768, 33554432, 2097152)
+    Examples:
+        >>> _size("32K"), _size("32768K"), _size("2M")
+        (32768, 33554432, 2097152)
     """
     text = text.strip().upper()
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
@@ -118,11 +119,12 @@ def memory_level(nbytes: int, found: list[dict[str, Any]]) -> str:
     ``L3``), ``DRAM`` from :data:`DRAM_FACTOR` x the last-level cache on, and in between
     ``DRAM/L3`` (partly served from that cache); ``unknown`` without cache sizes.
 
-    >>> found = [{"level": 1, "type": "Data", "bytes": 32 << 10, "shared_by": 1},
-    ...          {"level": 2, "type": "Unified", "bytes": 1 << 20, "shared_by": 1},
-    ...          {"level": 3, "type": "Unified", "bytes": 32 << 20, "shared_by": 2}]
-    >>> [memory_level(n, found) for n in (16 << 10, 512 << 10, 12 << 20, 34 << 20, 128 << 20, 64)]
-    ['L1', 'L2', 'L3', 'DRAM/L3', 'DRAM', 'L1']
+    Examples:
+        >>> found = [{"level": 1, "type": "Data", "bytes": 32 << 10, "shared_by": 1},
+        ...          {"level": 2, "type": "Unified", "bytes": 1 << 20, "shared_by": 1},
+        ...          {"level": 3, "type": "Unified", "bytes": 32 << 20, "shared_by": 2}]
+        >>> [memory_level(n, found) for n in (16 << 10, 512 << 10, 12 << 20, 34 << 20, 128 << 20, 64)]
+        ['L1', 'L2', 'L3', 'DRAM/L3', 'DRAM', 'L1']
     """
     if not found:
         return "unknown"

@@ -147,8 +147,9 @@ class Settings:
         """Processes each point is timed in, per thread setting: :attr:`sessions` for a timing
         suite, one for a counting one.
 
-        >>> Settings(quick=True).sessions_of(True), Settings().sessions_of(True), Settings().sessions_of(False)
-        (5, 10, 1)
+        Examples:
+            >>> Settings(quick=True).sessions_of(True), Settings().sessions_of(True), Settings().sessions_of(False)
+            (5, 10, 1)
         """
         if not timed:
             return 1
@@ -195,10 +196,11 @@ def lanes(point: Point, backends: tuple[str, ...]) -> list[Lane]:
     blocks in one compiled call) is not run eagerly in JAX; a point with ``paths`` times
     jax-jit's call paths; a torch lane runs in each of the point's ``layouts``.
 
-    >>> [(l.item, l.backend) for l in lanes(Point("roofline", 1, 8, 8, items=("copy",)), ("torch-eager", "jax-eager"))]
-    [('copy', 'torch-eager')]
-    >>> [(l.backend, l.layout) for l in lanes(Point("n", 1, 3, 8, items=("none",), layouts=LAYOUTS), ("torch-eager", "jax-jit"))]
-    [('torch-eager', 'channels_first'), ('torch-eager', 'channels_last'), ('jax-jit', None)]
+    Examples:
+        >>> [(l.item, l.backend) for l in lanes(Point("roofline", 1, 8, 8, items=("copy",)), ("torch-eager", "jax-eager"))]
+        [('copy', 'torch-eager')]
+        >>> [(l.backend, l.layout) for l in lanes(Point("n", 1, 3, 8, items=("none",), layouts=LAYOUTS), ("torch-eager", "jax-jit"))]
+        [('torch-eager', 'channels_first'), ('torch-eager', 'channels_last'), ('jax-jit', None)]
     """
     out = []
     backends = tuple(b for b in backends if point.backends is None or b in point.backends)
@@ -228,9 +230,10 @@ def pairs(point: Point, timed: Iterable[Lane]) -> list[tuple[str, Lane, tuple[La
     """The ratios a point reports (the kinds in ``point.compare``), as ``(kind, numerator lane,
     denominator lanes)``; a denominator of several lanes is their sum (a module against the sum of its parts).
 
-    >>> ls = [Lane("PRCM", "torch-eager"), Lane("PRCM", "jax-jit"), Lane("AffinePRCM", "jax-jit")]
-    >>> [(k, n.item, n.backend, d[0].item, d[0].backend) for k, n, d in pairs(Point("latency", 1, 8, 8), ls)]
-    [('backend', 'PRCM', 'torch-eager', 'PRCM', 'jax-jit'), ('module', 'AffinePRCM', 'jax-jit', 'PRCM', 'jax-jit')]
+    Examples:
+        >>> ls = [Lane("PRCM", "torch-eager"), Lane("PRCM", "jax-jit"), Lane("AffinePRCM", "jax-jit")]
+        >>> [(k, n.item, n.backend, d[0].item, d[0].backend) for k, n, d in pairs(Point("latency", 1, 8, 8), ls)]
+        [('backend', 'PRCM', 'torch-eager', 'PRCM', 'jax-jit'), ('module', 'AffinePRCM', 'jax-jit', 'PRCM', 'jax-jit')]
     """
     timed = set(timed)
     kinds = set(point.compare)
@@ -254,6 +257,9 @@ def pairs(point: Point, timed: Iterable[Lane]) -> list[tuple[str, Lane, tuple[La
         base = dataclasses.replace(lane, item=point.baseline)
         if "module" in kinds and lane.path is None and lane.item in modules and lane.item != point.baseline and base in timed:
             out.append(("module", lane, (base,)))
+            se = dataclasses.replace(lane, item="se")  # in a network, a PRCM block against timm's own SE too
+            if point.network and lane.item in CATALOG and se in timed:
+                out.append(("module", lane, (se,)))
         parts = tuple(dataclasses.replace(lane, item=p) for p in SUM_OF_PARTS.get(lane.item, ()))
         if "parts" in kinds and parts and all(p in timed for p in parts):
             out.append(("parts", lane, parts))
@@ -264,8 +270,9 @@ def buffers(variant: str | None, backend: str | None) -> int:
     """Full-size buffers one call of a lane reads and writes: a copy's own (:data:`COPIES`),
     one where jax-jit donates its input (``donated``, and the chain of ``loop``), else two (x and a new y).
 
-    >>> buffers("fresh", "torch-eager"), buffers("donated", "jax-jit"), buffers("loop", "torch-compile"), buffers("loop", "jax-jit")
-    (2, 1, 2, 1)
+    Examples:
+        >>> buffers("fresh", "torch-eager"), buffers("donated", "jax-jit"), buffers("loop", "torch-compile"), buffers("loop", "jax-jit")
+        (2, 1, 2, 1)
     """
     if variant in ("donated", "loop") and backend == "jax-jit":
         return 1
@@ -275,7 +282,8 @@ def buffers(variant: str | None, backend: str | None) -> int:
 def reference(variant: str | None, backend: str | None) -> str:
     """The copy that bounds a lane's bandwidth: the one that touches as many buffers (:func:`buffers`).
 
-    >>> reference("fresh", "jax-jit"), reference("donated", "jax-jit")
-    ('copy', 'copy in-place')
+    Examples:
+        >>> reference("fresh", "jax-jit"), reference("donated", "jax-jit")
+        ('copy', 'copy in-place')
     """
     return {n: name for name, n in COPIES.items()}[buffers(variant, backend)]

@@ -66,10 +66,11 @@ def _bytes(n: int) -> str:
 def machine_line(meta: dict[str, Any]) -> str:
     """The machine: CPU model, CPUs, caches, memory (``unknown`` where the run did not record it).
 
-    >>> machine_line({"machine": {"cpu_model": "AMD EPYC", "cpus": 2, "memory_bytes": 24 * 2**30,
-    ...               "caches": [{"level": 1, "type": "Data", "bytes": 32768, "shared_by": 1},
-    ...                          {"level": 3, "type": "Unified", "bytes": 33554432, "shared_by": 2}]}})
-    'AMD EPYC, 2 CPUs, L1d 32 KiB, L3 32 MiB, 24 GiB memory'
+    Examples:
+        >>> machine_line({"machine": {"cpu_model": "AMD EPYC", "cpus": 2, "memory_bytes": 24 * 2**30,
+        ...               "caches": [{"level": 1, "type": "Data", "bytes": 32768, "shared_by": 1},
+        ...                          {"level": 3, "type": "Unified", "bytes": 33554432, "shared_by": 2}]}})
+        'AMD EPYC, 2 CPUs, L1d 32 KiB, L3 32 MiB, 24 GiB memory'
     """
     machine = meta.get("machine") or {}
     caches = ", ".join(f"L{c['level']}{'d' if c['type'] == 'Data' else ''} {_bytes(c['bytes'])}" for c in machine.get("caches") or [])
@@ -133,10 +134,11 @@ def report_markdown(analysis: Analysis, figures: Iterable[str] = ()) -> str:
 def provenance(meta: dict[str, Any]) -> str:
     """One line: the machine (CPU model and cores), the versions, the commit and the date of a run.
 
-    >>> provenance({"machine": {"cpu_model": "AMD EPYC 9B14", "cpus": 2}, "date": "2026-01-02T03:04:05+00:00",
-    ...             "commit": {"hash": "0123456789abcdef", "dirty": False}, "versions": {"torch": "2.14.1", "jax": "0.10.2"},
-    ...             "settings": {"quick": True, "sessions": 5}})
-    'Measured on AMD EPYC 9B14 (2 cores), torch 2.14.1, jax 0.10.2, commit 0123456789, 2026-01-02 (quick run, 5 sessions per thread setting).'
+    Examples:
+        >>> provenance({"machine": {"cpu_model": "AMD EPYC 9B14", "cpus": 2}, "date": "2026-01-02T03:04:05+00:00",
+        ...             "commit": {"hash": "0123456789abcdef", "dirty": False}, "versions": {"torch": "2.14.1", "jax": "0.10.2"},
+        ...             "settings": {"quick": True, "sessions": 5}})
+        'Measured on AMD EPYC 9B14 (2 cores), torch 2.14.1, jax 0.10.2, commit 0123456789, 2026-01-02 (quick run, 5 sessions per thread setting).'
     """
     machine = meta.get("machine") or {}
     cpu = machine.get("cpu_model") or machine.get("processor") or "an unknown CPU"
@@ -174,9 +176,10 @@ def headline(analysis: Analysis) -> str:
 def headline_markdown(results: Results | Analysis | Path | str) -> str:
     """:func:`headline` of a run: its results, their analysis, or a saved ``results.json``.
 
-    >>> text = headline_markdown(Results({"date": "2026-01-02"}))
-    >>> text.splitlines()[0], text.splitlines()[-1]
-    ('| question | measured (95% CI) | threads |', 'Measured on an unknown CPU, commit unknown, 2026-01-02 (full run).')
+    Examples:
+        >>> text = headline_markdown(Results({"date": "2026-01-02"}))
+        >>> text.splitlines()[0], text.splitlines()[-1]
+        ('| question | measured (95% CI) | threads |', 'Measured on an unknown CPU, commit unknown, 2026-01-02 (full run).')
     """
     if isinstance(results, (Path, str)):
         results = load(results)
@@ -205,12 +208,13 @@ def with_readme_section(text: str, results: Results | Analysis | Path | str) -> 
     """``text`` (a README) with its headline section replaced by :func:`headline_markdown` of
     ``results``; everything outside the markers is kept as it is.
 
-    >>> readme = "# prcm\\n\\n<!-- bench:headline:start -->\\nold\\n<!-- bench:headline:end -->\\n\\nmore\\n"
-    >>> new = with_readme_section(readme, Results({"date": "2026-01-02"}))
-    >>> new.startswith("# prcm\\n\\n<!-- bench:headline:start -->\\n| question |"), new.endswith("end -->\\n\\nmore\\n")
-    (True, True)
-    >>> readme_section_matches(new, Results({"date": "2026-01-02"})), readme_section_matches(readme, Results())
-    (True, False)
+    Examples:
+        >>> readme = "# prcm\\n\\n<!-- bench:headline:start -->\\nold\\n<!-- bench:headline:end -->\\n\\nmore\\n"
+        >>> new = with_readme_section(readme, Results({"date": "2026-01-02"}))
+        >>> new.startswith("# prcm\\n\\n<!-- bench:headline:start -->\\n| question |"), new.endswith("end -->\\n\\nmore\\n")
+        (True, True)
+        >>> readme_section_matches(new, Results({"date": "2026-01-02"})), readme_section_matches(readme, Results())
+        (True, False)
     """
     begin, end = _section(text)
     return text[:begin] + "\n" + headline_markdown(results) + "\n" + text[end:]

@@ -147,12 +147,13 @@ class Comparison:
         an optional field here (``p``, ``q``, ``dof``, ``sessions``, ``covers``, ``unstable``) is carried over, so
         what the statistics add reaches ``results.json`` and the renderers without an edit here.
 
-        >>> from bench.stats import Ratio
-        >>> c = Comparison.from_ratio(Ratio(1.5, 1.4, 1.6), suite="latency", kind="backend", module="PRCM", backend=None,
-        ...                           numerator="torch-eager", denominator="jax-jit", batch=1, channels=64, resolution=64,
-        ...                           num_basis=8, threads=1)
-        >>> c.ratio, c.ci95, c.significant
-        (1.5, [1.4, 1.6], True)
+        Examples:
+            >>> from bench.stats import Ratio
+            >>> c = Comparison.from_ratio(Ratio(1.5, 1.4, 1.6), suite="latency", kind="backend", module="PRCM", backend=None,
+            ...                           numerator="torch-eager", denominator="jax-jit", batch=1, channels=64, resolution=64,
+            ...                           num_basis=8, threads=1)
+            >>> c.ratio, c.ci95, c.significant
+            (1.5, [1.4, 1.6], True)
         """
         extra = {f.name: _plain(getattr(ratio, f.name)) for f in dataclasses.fields(ratio) if f.name in _FROM_RATIO}
         return cls(**fields, ratio=float(ratio.value), ci95=[float(ratio.lo), float(ratio.hi)],
@@ -234,13 +235,14 @@ def load(path: Path | str) -> Results:
 def loads(text: str, *, source: str = "results") -> Results:
     """Parse the text of a results file; see :func:`load`.
 
-    >>> r = loads(dumps(Results({"suites": ["latency"]}, [Record("latency", "jax-jit", "cpu", module="PRCM")])))
-    >>> r.version, r.records[0].module, r.meta["suites"]
-    (2, 'PRCM', ['latency'])
-    >>> loads('{"schema": 9, "meta": {}, "records": [], "comparisons": []}')
-    Traceback (most recent call last):
-    ...
-    bench.schema.SchemaError: results: schema 9 is newer than this bench reads (1 to 2); update prcm to read it
+    Examples:
+        >>> r = loads(dumps(Results({"suites": ["latency"]}, [Record("latency", "jax-jit", "cpu", module="PRCM")])))
+        >>> r.version, r.records[0].module, r.meta["suites"]
+        (2, 'PRCM', ['latency'])
+        >>> loads('{"schema": 9, "meta": {}, "records": [], "comparisons": []}')
+        Traceback (most recent call last):
+        ...
+        bench.schema.SchemaError: results: schema 9 is newer than this bench reads (1 to 2); update prcm to read it
     """
     try:
         body = json.loads(text)

@@ -97,22 +97,23 @@ class Ratio:
       unstable: the sessions disagree beyond their intervals: no value, never significant.
       q: the Benjamini-Hochberg adjusted p-value over a report's comparisons (:func:`adjust`).
 
-    >>> r = Ratio(1.734, 1.652, 1.811)
-    >>> str(r), r.significant
-    ('1.73x [1.65, 1.81]', True)
-    >>> Ratio(1.01, 0.99, 1.03).significant
-    False
-    >>> [(str(r), r.significant) for r in (Ratio(1.03, 1.0198, 1.04), Ratio(1.03, 1.0203, 1.04))]
-    [('1.03x [1.019, 1.04]', False), ('1.03x [1.021, 1.04]', True)]
-    >>> [(str(r), r.significant) for r in (Ratio(0.95, 0.92, 0.9805), Ratio(0.95, 0.92, 0.9803))]
-    [('0.95x [0.92, 0.981]', False), ('0.95x [0.92, 0.980]', True)]
-    >>> str(Ratio(1.03, 1.019, 1.04)), str(Ratio(0.99, 0.98, 0.9995, noise=0.001))
-    ('1.03x [1.019, 1.04]', '0.99x [0.98, 1.000]')
-    >>> Ratio(1.5, 1.4, 1.6, q=0.2).significant  # beyond the band, but not a finding over the report
-    False
-    >>> r = Ratio(math.nan, 0.0, math.inf, sessions=(1.5, 1.51, 2.2), unstable=True)
-    >>> str(r), r.significant
-    ('unstable: sessions disagree (1.50x, 1.51x, 2.20x)', False)
+    Examples:
+        >>> r = Ratio(1.734, 1.652, 1.811)
+        >>> str(r), r.significant
+        ('1.73x [1.65, 1.81]', True)
+        >>> Ratio(1.01, 0.99, 1.03).significant
+        False
+        >>> [(str(r), r.significant) for r in (Ratio(1.03, 1.0198, 1.04), Ratio(1.03, 1.0203, 1.04))]
+        [('1.03x [1.019, 1.04]', False), ('1.03x [1.021, 1.04]', True)]
+        >>> [(str(r), r.significant) for r in (Ratio(0.95, 0.92, 0.9805), Ratio(0.95, 0.92, 0.9803))]
+        [('0.95x [0.92, 0.981]', False), ('0.95x [0.92, 0.980]', True)]
+        >>> str(Ratio(1.03, 1.019, 1.04)), str(Ratio(0.99, 0.98, 0.9995, noise=0.001))
+        ('1.03x [1.019, 1.04]', '0.99x [0.98, 1.000]')
+        >>> Ratio(1.5, 1.4, 1.6, q=0.2).significant  # beyond the band, but not a finding over the report
+        False
+        >>> r = Ratio(math.nan, 0.0, math.inf, sessions=(1.5, 1.51, 2.2), unstable=True)
+        >>> str(r), r.significant
+        ('unstable: sessions disagree (1.50x, 1.51x, 2.20x)', False)
     """
 
     value: float
@@ -161,8 +162,9 @@ def round_medians(samples: np.ndarray) -> np.ndarray:
     Args:
       samples: ``(rounds, calls)`` timings.
 
-    >>> round_medians(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 6.0]])).tolist()
-    [2.0, 5.0]
+    Examples:
+        >>> round_medians(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 6.0]])).tolist()
+        [2.0, 5.0]
     """
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.size == 0:
@@ -189,8 +191,9 @@ def _block(r1: np.ndarray, n: int, pooled: int) -> np.ndarray:
     (``E[r1] ~ phi - (1 + 3 phi) / n``) and Politis and White's (2004) rule for the
     circular block bootstrap under AR(1), ``(6 n phi^2 / (1 - phi^2)^2)^(1/3)``.
 
-    >>> _block(np.array([0.1, 0.3, 0.6]), 60, 60).tolist()
-    [1, 4, 8]
+    Examples:
+        >>> _block(np.array([0.1, 0.3, 0.6]), 60, 60).tolist()
+        [1, 4, 8]
     """
     r1 = np.asarray(r1, dtype=np.float64)
     phi = np.where(r1 + 1 / n > 1.645 / math.sqrt(pooled), np.clip((n * r1 + 1) / max(n - 3, 1), 0.0, 0.95), 0.0)
@@ -291,22 +294,23 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, sessions: np.ndarray | None = 
     Fewer than :data:`MIN_ROUNDS` rounds in a session give no interval: ``[0, inf]``, never
     significant.
 
-    >>> rng = np.random.default_rng(0)
-    >>> drift = np.exp(rng.normal(0, 0.3, (50, 1)))  # whole rounds slower or faster
-    >>> b = drift * rng.lognormal(0, 0.02, (50, 5))
-    >>> a = 1.5 * b * rng.lognormal(0, 0.02, (50, 5))
-    >>> a *= np.repeat(np.exp(rng.normal(0, 0.025, 5)), 10)[:, None]  # five processes, each its own 2.5%
-    >>> r = paired_ratio(a, b, sessions=np.repeat(np.arange(5), 10))
-    >>> print(r); r.lo < 1.5 < r.hi, r.significant, r.dof, len(r.sessions)
-    1.50x [1.46, 1.53]
-    (True, True, 4.0, 5)
-    >>> print(paired_ratio(a[:10], b[:10]))  # one process: its rounds alone, which miss 1.5
-    1.52x [1.51, 1.53] (one process)
-    >>> a[40:] *= 1.3  # the last process in another regime
-    >>> print(paired_ratio(a, b, sessions=np.repeat(np.arange(5), 10)))
-    unstable: sessions disagree (1.52x, 1.47x, 1.53x, 1.51x, 1.90x)
-    >>> print(paired_ratio(a[:1], b[:1]))
-    1.51x [0.00, inf] (one process)
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> drift = np.exp(rng.normal(0, 0.3, (50, 1)))  # whole rounds slower or faster
+        >>> b = drift * rng.lognormal(0, 0.02, (50, 5))
+        >>> a = 1.5 * b * rng.lognormal(0, 0.02, (50, 5))
+        >>> a *= np.repeat(np.exp(rng.normal(0, 0.025, 5)), 10)[:, None]  # five processes, each its own 2.5%
+        >>> r = paired_ratio(a, b, sessions=np.repeat(np.arange(5), 10))
+        >>> print(r); r.lo < 1.5 < r.hi, r.significant, r.dof, len(r.sessions)
+        1.50x [1.46, 1.53]
+        (True, True, 4.0, 5)
+        >>> print(paired_ratio(a[:10], b[:10]))  # one process: its rounds alone, which miss 1.5
+        1.52x [1.51, 1.53] (one process)
+        >>> a[40:] *= 1.3  # the last process in another regime
+        >>> print(paired_ratio(a, b, sessions=np.repeat(np.arange(5), 10)))
+        unstable: sessions disagree (1.52x, 1.47x, 1.53x, 1.51x, 1.90x)
+        >>> print(paired_ratio(a[:1], b[:1]))
+        1.51x [0.00, inf] (one process)
     """
     ra, rb = round_medians(a), round_medians(b)
     if ra.shape != rb.shape:
@@ -358,14 +362,15 @@ def unpaired_ratio(a: np.ndarray, b: np.ndarray, *, sessions_a: np.ndarray | Non
 
     A side whose sessions disagree (as in :func:`paired_ratio`) makes the ratio unstable.
 
-    >>> rng = np.random.default_rng(1)
-    >>> times = lambda t: t * np.exp(np.repeat(rng.normal(0, 0.03, 5), 10))[:, None] * rng.lognormal(0, 0.05, (50, 3))
-    >>> r = unpaired_ratio(times(2.0), times(1.0), sessions_a=np.repeat(np.arange(5), 10), sessions_b=np.repeat(np.arange(5), 10))
-    >>> print(r); r.lo < 2.0 < r.hi, r.significant, r.covers
-    2.04x [1.93, 2.16]
-    (True, True, 'processes')
-    >>> print(unpaired_ratio(times(2.0)[:10], times(1.0)[:10]))
-    1.94x [1.68, 2.23] (process spread assumed)
+    Examples:
+        >>> rng = np.random.default_rng(1)
+        >>> times = lambda t: t * np.exp(np.repeat(rng.normal(0, 0.03, 5), 10))[:, None] * rng.lognormal(0, 0.05, (50, 3))
+        >>> r = unpaired_ratio(times(2.0), times(1.0), sessions_a=np.repeat(np.arange(5), 10), sessions_b=np.repeat(np.arange(5), 10))
+        >>> print(r); r.lo < 2.0 < r.hi, r.significant, r.covers
+        2.04x [1.93, 2.16]
+        (True, True, 'processes')
+        >>> print(unpaired_ratio(times(2.0)[:10], times(1.0)[:10]))
+        1.94x [1.68, 2.23] (process spread assumed)
     """
     la, lb = np.log(round_medians(a)), np.log(round_medians(b))
     ga, gb = _groups(la.size, sessions_a), _groups(lb.size, sessions_b)
@@ -400,9 +405,10 @@ def adjust(ratios: list[Ratio]) -> list[Ratio]:
       ratios: every comparison of the report, each from :func:`paired_ratio` or
         :func:`unpaired_ratio` (they carry ``p``).
 
-    >>> found = adjust([Ratio(1.5, 1.4, 1.6, p=0.001), Ratio(1.05, 1.03, 1.07, p=0.04), Ratio(1.0, 0.9, 1.1, p=0.9)])
-    >>> [(round(r.q, 3), r.significant) for r in found]
-    [(0.003, True), (0.06, False), (0.9, False)]
+    Examples:
+        >>> found = adjust([Ratio(1.5, 1.4, 1.6, p=0.001), Ratio(1.05, 1.03, 1.07, p=0.04), Ratio(1.0, 0.9, 1.1, p=0.9)])
+        >>> [(round(r.q, 3), r.significant) for r in found]
+        [(0.003, True), (0.06, False), (0.9, False)]
     """
     missing = [i for i, r in enumerate(ratios) if r.p is None]
     if missing:
@@ -420,8 +426,9 @@ def false_findings(ratios: list[Ratio]) -> float:
     Args:
       ratios: the output of :func:`adjust`.
 
-    >>> false_findings(adjust([Ratio(1.5, 1.4, 1.6, p=1e-6)] * 40 + [Ratio(1.0, 0.9, 1.1, p=0.9)] * 60))
-    2.0
+    Examples:
+        >>> false_findings(adjust([Ratio(1.5, 1.4, 1.6, p=1e-6)] * 40 + [Ratio(1.0, 0.9, 1.1, p=0.9)] * 60))
+        2.0
     """
     if any(r.q is None for r in ratios):
         raise ValueError("false_findings counts adjusted ratios: pass the output of adjust()")
@@ -434,8 +441,9 @@ def spread(samples: np.ndarray) -> float:
     Args:
       samples: timings of one lane, any shape.
 
-    >>> round(spread(np.array([1.0, 2.0, 3.0, 4.0, 5.0])), 2)
-    0.67
+    Examples:
+        >>> round(spread(np.array([1.0, 2.0, 3.0, 4.0, 5.0])), 2)
+        0.67
     """
     q1, median, q3 = np.percentile(np.asarray(samples, dtype=np.float64), [25, 50, 75])
     return float((q3 - q1) / median)
@@ -451,11 +459,12 @@ def bimodal(samples: np.ndarray, *, min_share: float = 0.2, min_gap: float = 0.0
       min_share: the smallest share of calls a mode must hold.
       min_gap: the smallest gap, in log-time, between the modes.
 
-    >>> rng = np.random.default_rng(0)
-    >>> bimodal(rng.lognormal(0, 0.02, 200))
-    False
-    >>> bimodal(np.concatenate([rng.lognormal(0, 0.02, 100), rng.lognormal(0.4, 0.02, 100)]))
-    True
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> bimodal(rng.lognormal(0, 0.02, 200))
+        False
+        >>> bimodal(np.concatenate([rng.lognormal(0, 0.02, 100), rng.lognormal(0.4, 0.02, 100)]))
+        True
     """
     logs = np.sort(np.log(np.ravel(np.asarray(samples, dtype=np.float64))))
     n = logs.size
@@ -482,10 +491,11 @@ def stability(samples: np.ndarray, *, threshold: float = SPREAD, load: float | N
       load: the share of the machine's CPU time other processes used meanwhile; from
         :data:`LOAD` on, it is named as the likely cause.
 
-    >>> stability(np.full((20, 3), 1.0)) is None
-    True
-    >>> stability(np.linspace(1.0, 2.0, 60).reshape(20, 3))
-    'spread: IQR/median of the rounds 32% >= 10%'
+    Examples:
+        >>> stability(np.full((20, 3), 1.0)) is None
+        True
+        >>> stability(np.linspace(1.0, 2.0, 60).reshape(20, 3))
+        'spread: IQR/median of the rounds 32% >= 10%'
     """
     rounds = round_medians(samples)
     flags = []

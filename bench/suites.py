@@ -72,8 +72,9 @@ class Suite:
         """The thread settings it runs at: every requested one for a timing suite (in a quick
         run, only the most or the fewest where :attr:`quick_threads` says), the most for a counting one.
 
-        >>> SUITES["roofline"].thread_settings(Settings(quick=True), (1, 2)), SUITES["network"].thread_settings(Settings(), (1, 2))
-        ((2,), (1, 2))
+        Examples:
+            >>> SUITES["roofline"].thread_settings(Settings(quick=True), (1, 2)), SUITES["network"].thread_settings(Settings(), (1, 2))
+            ((2,), (1, 2))
         """
         if not self.timed:
             return requested[-1:]
@@ -112,12 +113,17 @@ class Network:
     layouts: tuple[str, ...] = LAYOUTS
 
 
+#: The blocks a network is timed with: none, timm's own SE, and the two PRCM variants the seed compares.
+BLOCKS = ("none", "se", "PRCM", "AffinePRCM")
 #: The full run's networks. Eager JAX takes about a second per ResNet-18 call at 224 x 224, so
 #: no network runs on jax-eager; torch.compile of a ResNet-50 takes 30 s forward and 65 s for a
 #: training step on 2 cores with a cold cache, so resnet50 times the plain network and AffinePRCM.
-NETWORKS = (Network("resnet18", ("none", "se", "PRCM", "AffinePRCM")), Network("resnet50"))
-#: A quick run's: one network at 64 x 64, eager torch in both layouts against the twin.
-QUICK_NETWORKS = (Network("resnet18", backends=("torch-eager", "jax-jit")),)
+#: The mobile networks are where an SE-like block is a real share of the work.
+NETWORKS = (Network("resnet18", BLOCKS), Network("resnet50"), Network("mobilenetv3_large_100", BLOCKS),
+            Network("efficientnet_b0", BLOCKS))
+#: A quick run's: resnet18 and mobilenetv3_large_100 at 64 x 64, eager torch in both layouts against the twin.
+QUICK_NETWORKS = (Network("resnet18", backends=("torch-eager", "jax-jit")),
+                  Network("mobilenetv3_large_100", ("none", "se", "AffinePRCM"), backends=("torch-eager", "jax-jit")))
 
 
 def _latency(s: Settings) -> list[Point]:

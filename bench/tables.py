@@ -47,15 +47,16 @@ def fmt_ratio(c: Comparison | None) -> str:
     """``1.73x [1.65, 1.81]``, with `` n.s.`` when not significant; ``unstable`` with each
     session's value when the sessions disagree (no point ratio then).
 
-    >>> c = Comparison("latency", "backend", "PRCM", None, "torch-eager", "jax-jit", 1, 64, 64, 8, 1, 1.01, [0.97, 1.04], False)
-    >>> fmt_ratio(c)
-    '1.01x [0.97, 1.04] n.s.'
-    >>> c.covers = "rounds"
-    >>> fmt_ratio(c)
-    '1.01x [0.97, 1.04] (one process) n.s.'
-    >>> c.unstable, c.sessions = True, [0.9, 1.2, 1.25]
-    >>> fmt_ratio(c)
-    'unstable: sessions disagree (0.90x, 1.20x, 1.25x)'
+    Examples:
+        >>> c = Comparison("latency", "backend", "PRCM", None, "torch-eager", "jax-jit", 1, 64, 64, 8, 1, 1.01, [0.97, 1.04], False)
+        >>> fmt_ratio(c)
+        '1.01x [0.97, 1.04] n.s.'
+        >>> c.covers = "rounds"
+        >>> fmt_ratio(c)
+        '1.01x [0.97, 1.04] (one process) n.s.'
+        >>> c.unstable, c.sessions = True, [0.9, 1.2, 1.25]
+        >>> fmt_ratio(c)
+        'unstable: sessions disagree (0.90x, 1.20x, 1.25x)'
     """
     if c is None:
         return ""
@@ -75,8 +76,9 @@ def fmt_overhead(c: Comparison | None) -> str:
 def lane_label(backend: str | None, layout: str | None = None) -> str:
     """A backend, tagged ``CL`` when torch ran it channels-last.
 
-    >>> lane_label("torch-eager", "channels_last"), lane_label("jax-jit")
-    ('torch-eager CL', 'jax-jit')
+    Examples:
+        >>> lane_label("torch-eager", "channels_last"), lane_label("jax-jit")
+        ('torch-eager CL', 'jax-jit')
     """
     return f"{backend}{LAYOUT_TAGS[layout]}"
 
@@ -315,6 +317,7 @@ def network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]
     for t in thread_settings(rows):
         table = Table(f"network: timm networks (torch) and their NNX twins (JAX), {t} thread(s)",
                       ["network", "input", "step", "attention", "params (torch / jax)", *labels, "overhead vs none (per backend)",
+                       "time / timm's SE (per backend)",
                        *[f"{lane_label(*lane)} / jax-jit" for lane in torch_lanes], "CL / channels-first (per torch backend)",
                        f"faults/call ({' / '.join(labels)})"],
                       note="median ms per call; CL: model and input in torch.channels_last (JAX runs channels-last); "
@@ -328,13 +331,15 @@ def network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]
             at = dict(network=net, workload=workload, threads=t, batch=point[0], resolution=point[2])
             params_ = sorted({f"{r.params:,}" for r in sel if r.params})
             overhead = [f"{lane_label(*lane)}: {fmt_overhead(c)}" for lane in lanes
-                        if (c := find(comps, kind="module", backend=lane[0], layout=lane[1], numerator=module, **at))]  # fmt: skip
+                        if (c := find(comps, kind="module", backend=lane[0], layout=lane[1], numerator=module, denominator="none", **at))]  # fmt: skip
+            versus_se = [f"{lane_label(*lane)}: {fmt_ratio(c)}" for lane in lanes
+                         if (c := find(comps, kind="module", backend=lane[0], layout=lane[1], numerator=module, denominator="se", **at))]  # fmt: skip
             ratios = [fmt_ratio(find(comps, kind="backend", module=module, numerator=b, layout=layout, denominator="jax-jit", **at))
                       for b, layout in torch_lanes]  # fmt: skip
             layout = [f"{b}: {fmt_ratio(c)}" for b in dict.fromkeys(b for b, _ in torch_lanes)
                       if (c := find(comps, kind="layout", backend=b, module=module, **at))]  # fmt: skip
             table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module, " / ".join(params_),
-                               *[_ms(idx.get(lane)) for lane in lanes], "; ".join(overhead), *ratios, "; ".join(layout),
+                               *[_ms(idx.get(lane)) for lane in lanes], "; ".join(overhead), "; ".join(versus_se), *ratios, "; ".join(layout),
                                " / ".join(_faults(idx.get(lane)) or "-" for lane in lanes)])  # fmt: skip
         out.append(table)
     return out

@@ -28,14 +28,15 @@ def parse_threads(available: int) -> Callable[[str], tuple[int, ...]]:
     Args:
       available: how many CPUs this process may use.
 
-    >>> parse_threads(2)("1,all")
-    (1, 2)
-    >>> parse_threads(2)("all,2")
-    (2,)
-    >>> parse_threads(2)("0")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: expected thread counts from 1 to 2 or 'all', comma-separated, got '0'
+    Examples:
+        >>> parse_threads(2)("1,all")
+        (1, 2)
+        >>> parse_threads(2)("all,2")
+        (2,)
+        >>> parse_threads(2)("0")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected thread counts from 1 to 2 or 'all', comma-separated, got '0'
     """
 
     def parse(text: str) -> tuple[int, ...]:

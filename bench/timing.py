@@ -38,9 +38,10 @@ class Timing:
       faults: ``(rounds, calls)`` minor page faults of the process during each call (memory the
         OS maps in on first touch, 4 KiB a fault), or ``None`` where the OS does not count them.
 
-    >>> t = Timing(np.array([[1.0, 2.0], [3.0, 4.0]]))
-    >>> t.median_ms, t.repeat, t.rounds
-    (2.5, 4, 2)
+    Examples:
+        >>> t = Timing(np.array([[1.0, 2.0], [3.0, 4.0]]))
+        >>> t.median_ms, t.repeat, t.rounds
+        (2.5, 4, 2)
     """
 
     samples_ms: np.ndarray
@@ -102,8 +103,9 @@ class Schedule:
       time_cap_s: no new round starts after this many seconds of timing (``None``: no cap).
       check_every: rounds between two looks at the stop rule.
 
-    >>> Schedule.fixed(warmup=3, repeat=30)
-    Schedule(warmup=3, rounds=30, calls=1, round_s=0.005, max_calls=20, max_rounds=None, time_cap_s=None, check_every=5)
+    Examples:
+        >>> Schedule.fixed(warmup=3, repeat=30)
+        Schedule(warmup=3, rounds=30, calls=1, round_s=0.005, max_calls=20, max_rounds=None, time_cap_s=None, check_every=5)
     """
 
     warmup: int
@@ -181,10 +183,11 @@ def measure_many(
         that their placement in memory varies from round to round as it does from run to run).
       seed: seed of the shuffles.
 
-    >>> s = Schedule.fixed(warmup=1, repeat=7)
-    >>> t = measure_many({"a": Timed(lambda _: sum(range(99)), lambda _: None)}, s)
-    >>> t["a"].repeat, t["a"].p10_ms <= t["a"].median_ms <= t["a"].p90_ms
-    (7, True)
+    Examples:
+        >>> s = Schedule.fixed(warmup=1, repeat=7)
+        >>> t = measure_many({"a": Timed(lambda _: sum(range(99)), lambda _: None)}, s)
+        >>> t["a"].repeat, t["a"].p10_ms <= t["a"].median_ms <= t["a"].p90_ms
+        (7, True)
     """
     calls = {}
     for name, timed in items.items():
@@ -229,8 +232,9 @@ def measure(run: Callable[[Any], Any], sync: Callable[[Any], None], *, warmup: i
             setup: Callable[[], Any] | None = None) -> Timing:  # fmt: skip
     """Time one callable ``repeat`` times (where ``repeat`` divides into rounds); see :func:`measure_many`.
 
-    >>> measure(lambda _: None, lambda _: None, warmup=0, repeat=3).repeat
-    3
+    Examples:
+        >>> measure(lambda _: None, lambda _: None, warmup=0, repeat=3).repeat
+        3
     """
     return measure_many({"": Timed(run, sync, setup)}, Schedule.fixed(warmup, repeat))[""]
 
@@ -255,10 +259,11 @@ class OtherLoad:
     (a thread pool that needs every core waits whenever another process holds one).
     ``share`` is ``None`` where ``/proc/stat`` cannot be read.
 
-    >>> with OtherLoad() as load:
-    ...     _ = sum(range(10))
-    >>> load.share is None or 0.0 <= load.share <= 1.0
-    True
+    Examples:
+        >>> with OtherLoad() as load:
+        ...     _ = sum(range(10))
+        >>> load.share is None or 0.0 <= load.share <= 1.0
+        True
     """
 
     share: float | None = None

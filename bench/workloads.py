@@ -55,8 +55,9 @@ CHECK_SEED = 0
 def inputs(batch: int, channels: int, resolution: int, num_basis: int) -> dict[str, np.ndarray]:
     """Random inputs of a point, channels-first, shared by all its lanes.
 
-    >>> sorted(inputs(1, 4, 2, 3))
-    ['alpha', 'basis', 'beta', 'coeff', 'cot', 'ctx', 'weight', 'x']
+    Examples:
+        >>> sorted(inputs(1, 4, 2, 3))
+        ['alpha', 'basis', 'beta', 'coeff', 'cot', 'ctx', 'weight', 'x']
     """
     rng = np.random.default_rng(0)
     b, c, r, k = batch, channels, resolution, num_basis
@@ -115,9 +116,12 @@ class Workload:
       bytes: the fewest bytes one application moves (:data:`MIN_TRAFFIC` x the input's size).
       tolerance: check limit, in float32 eps: x max|reference| per tensor, or (``normwise``)
         x the reference's 2-norm.
-      normwise: judge each tensor's normwise error (:func:`parity.proof.reference.normwise_error_in_eps`)
-        instead of its worst entry: a network's training step, whose gradients jump where
-        float32 rounding puts a ReLU's or max-pool's input on the other side of a kink.
+      normwise: judge the normwise error of all output tensors as one vector
+        (:func:`parity.proof.reference.normwise_error_in_eps`) instead of each tensor's worst
+        entry: a network's training step, whose gradients jump where float32 rounding puts a
+        ReLU's or max-pool's input on the other side of a kink, and some of whose tensors are
+        zero in exact arithmetic (in EfficientNet and MobileNetV3 the gradient of a BatchNorm
+        bias that reaches a train-mode BatchNorm through linear layers only), all rounding.
       nnx_model: the NNX module (for the dispatch paths), or ``None``.
       torch_modules: the torch modules the calls use (their parameters are copied afresh
         between rounds, as the NNX model's are).
@@ -150,9 +154,14 @@ class Workload:
 
     def check(self, backend: str, got: list[np.ndarray]) -> float:
         """How far ``backend``'s output ``got`` is from the reference, in float32 eps x max|y|
-        per tensor (x the tensor's 2-norm where :attr:`normwise`), the worst tensor's."""
-        error = (lambda g, w: normwise_error_in_eps(g, w, EPS32)) if self.normwise else _error_in_eps
-        return max(error(g, w) for g, w in zip(got, self.reference(backend), strict=True))
+        per tensor, the worst tensor's (where :attr:`normwise`: x the 2-norm of all tensors together)."""
+        want = self.reference(backend)
+        if self.normwise:  # the whole step as one vector
+            if len(got) != len(want):
+                raise ValueError(f"expected {len(want)} output tensors, got {len(got)}")
+            flat = lambda ts: np.concatenate([np.ravel(t) for t in ts]) if ts else np.zeros(0)  # noqa: E731
+            return normwise_error_in_eps(flat(got), flat(want), EPS32)
+        return max(_error_in_eps(g, w) for g, w in zip(got, want, strict=True))
 
 
 #: Elements per piece when a large output is checked (its float64 temporaries stay in the caches).
@@ -164,10 +173,11 @@ def _error_in_eps(got: np.ndarray, want: np.ndarray) -> float:
     for a large tensor (the roofline's 134 MB outputs: about ten times faster than whole), the
     same value: the largest error of any piece against the whole tensor's scale.
 
-    >>> want = np.linspace(-2, 1, 3 * CHUNK, dtype=np.float32)
-    >>> got = want.copy(); got[-1] += 8 * EPS32  # off by 8 eps in the last piece, against max|want| = 2
-    >>> _error_in_eps(got, want), error_in_eps(got, want, EPS32)
-    (4.0, 4.0)
+    Examples:
+        >>> want = np.linspace(-2, 1, 3 * CHUNK, dtype=np.float32)
+        >>> got = want.copy(); got[-1] += 8 * EPS32  # off by 8 eps in the last piece, against max|want| = 2
+        >>> _error_in_eps(got, want), error_in_eps(got, want, EPS32)
+        (4.0, 4.0)
     """
     if np.shape(got) != np.shape(want) or np.size(want) <= CHUNK:
         return error_in_eps(got, want, EPS32)
@@ -372,7 +382,7 @@ def _train(name: str, channels: int, num_basis: int, arrays: Arrays, *, loss_val
                     torch_modules=(module,))  # fmt: skip
 
 
-#: The check of a network's training step, in float32 eps x each tensor's 2-norm (about 3%):
+#: The check of a network's training step, in float32 eps x the 2-norm of all its gradients (about 3%):
 #: a ReLU network's gradient is discontinuous, and where two correct float32 implementations
 #: put a unit on either side of a kink its entries differ by O(1) (torch-compile against
 #: torch-eager on ResNet-18 with SE blocks at (8, 3, 224, 224): 3.96e5 eps x max|g| on one
@@ -388,13 +398,42 @@ def network_unavailable() -> str | None:
     return f"the network suite needs timm (and torchvision matching torch): {why['timm']}" if why else None
 
 
-#: How timm's constructor takes an attention block, per model family (the module that
-#: defines the model): ResNets put it in every residual block, EfficientNets and MobileNetV3s
-#: replace their squeeze-excitation layers.
-ATTENTION_ARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "timm.models.resnet": lambda layer: {"block_args": {"attn_layer": layer}},
-    "timm.models.efficientnet": lambda layer: {"se_layer": layer},
-    "timm.models.mobilenetv3": lambda layer: {"se_layer": layer},
+def _in_every_block(network: str, attention: str) -> torch.nn.Module:
+    """A timm ResNet with ``attention`` in every residual block (``attn_layer``; none: no block)."""
+    import timm
+
+    layer = "se" if attention == "se" else None if attention == "none" else CATALOG[attention].torch
+    return timm.create_model(network, num_classes=NUM_CLASSES, **({"block_args": {"attn_layer": layer}} if layer else {}))
+
+
+def _in_se_slots(network: str, attention: str) -> torch.nn.Module:
+    """A timm EfficientNet / MobileNetV3 with ``attention`` in its squeeze-excitation slots: timm's
+    own SE for ``se``, empty slots for ``none``, else the catalog's block built by
+    :func:`prcm_torch.timm.swap_attention` (each keeps its slot's gate: MobileNetV3's hard sigmoid).
+    No dropout before the classifier (timm's default 0.2): its mask is drawn by each framework's
+    own generator, so a training step could not be checked against torch's; the blocks' own
+    dropout is checked as in the ResNets."""
+    import timm
+
+    from prcm_torch.timm import swap_attention
+
+    model = timm.create_model(network, num_classes=NUM_CLASSES, drop_rate=0.0)
+    if attention == "none":
+        for block in model.blocks.modules():
+            if isinstance(getattr(block, "se", None), torch.nn.Module):
+                block.se = torch.nn.Identity()
+    elif attention != "se":
+        swap_attention(model, CATALOG[attention].torch)
+    return model
+
+
+#: How an attention block goes into a timm network, per model family (the module that defines
+#: the model): ResNets take it in every residual block, EfficientNets and MobileNetV3s in their
+#: squeeze-excitation slots (MobileNetV3's entry points fix ``se_layer``, so the blocks are swapped).
+ATTENTION_ARGS: dict[str, Callable[[str, str], torch.nn.Module]] = {
+    "timm.models.resnet": _in_every_block,
+    "timm.models.efficientnet": _in_se_slots,
+    "timm.models.mobilenetv3": _in_se_slots,
 }
 
 
@@ -402,14 +441,11 @@ def _timm(network: str, attention: str, device: Device) -> torch.nn.Module:
     """A timm network with ``attention`` (``none``, ``se`` or a module of the catalog) where its family takes one."""
     import timm
 
+    family = timm.models.model_entrypoint(network).__module__
+    if family not in ATTENTION_ARGS:
+        raise ValueError(f"no rule for an attention block in {network} ({family}); known families: {', '.join(ATTENTION_ARGS)}")
     torch.manual_seed(0)
-    kwargs = {}
-    if attention != "none":
-        family = timm.models.model_entrypoint(network).__module__
-        if family not in ATTENTION_ARGS:
-            raise ValueError(f"no rule for an attention block in {network} ({family}); known families: {', '.join(ATTENTION_ARGS)}")
-        kwargs = ATTENTION_ARGS[family]("se" if attention == "se" else CATALOG[attention].torch)
-    return timm.create_model(network, num_classes=NUM_CLASSES, **kwargs).to(device.torch)
+    return ATTENTION_ARGS[family](network, attention).to(device.torch)
 
 
 def _torch_steps(module: torch.nn.Module) -> Callable[[torch.nn.Module], Callable[..., tuple[torch.Tensor, ...]]]:

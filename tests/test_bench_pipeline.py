@@ -623,3 +623,28 @@ def test_a_throwaway_suite_runs_end_to_end_with_no_other_edit(tmp_path, monkeypa
     text = (out / "report.md").read_text()
     assert "### toy: median ms per call" in text and "### toy: ratios" in text and "![toy.png](toy.png)" in text
     assert (out / "toy.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("items", [("none", "se", "AffinePRCM"), ("none", "AffinePRCM")])
+def test_a_network_block_is_compared_with_no_block_and_with_timms_se(items):
+    point = Point("network", 1, 3, 64, items=items, workload="forward", network="mobilenetv3_large_100", baseline="none",
+                  backends=("torch-eager", "jax-jit"))  # fmt: skip
+    found = {(n.item, n.backend, d[0].item) for kind, n, d in pairs(point, lanes(point, ("torch-eager", "jax-jit"))) if kind == "module"}
+    want = {("AffinePRCM", "none")} | ({("se", "none"), ("AffinePRCM", "se")} if "se" in items else set())
+    assert found == {(n, b, d) for n, d in want for b in ("torch-eager", "jax-jit")}
+
+
+def test_a_network_training_step_is_checked_as_one_vector():
+    """A gradient that is zero in exact arithmetic carries only rounding: it must not fail the
+    step; an O(1) error anywhere in the step must."""
+    from bench.workloads import NETWORK_TRAIN_TOLERANCE, Workload
+
+    rng = np.random.default_rng(0)
+    want = [rng.standard_normal(1000).astype(np.float32), np.full(8, 1e-9, np.float32)]
+    work = Workload({}, {"torch": lambda: want}, tolerance=NETWORK_TRAIN_TOLERANCE, normwise=True)
+    rounding = [want[0] * (1 + 1e-7), np.full(8, -1e-9, np.float32)]  # the near-zero tensor is off by 200%
+    assert work.check("torch-eager", rounding) < 10
+    wrong = [want[0] + 0.1 * rng.standard_normal(1000).astype(np.float32), want[1]]
+    assert work.check("torch-eager", wrong) > NETWORK_TRAIN_TOLERANCE
+    with pytest.raises(ValueError, match="expected 2 output tensors, got 1"):
+        work.check("torch-eager", want[:1])

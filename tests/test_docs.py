@@ -34,3 +34,14 @@ def test_every_page_is_in_the_nav():
 
 def test_ci_builds_the_docs_strictly():
     assert "mkdocs build --strict" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_results_page_is_rendered_from_the_committed_run(tmp_path):
+    """docs/benchmark/results.md and its figures are what ``bench report`` renders from
+    docs/results/results.json, so no figure on the page is typed by hand."""
+    done = subprocess.run([sys.executable, "-m", "bench", "report", str(DOCS / "results" / "results.json"),
+                           "--out", str(tmp_path / "results"), "--page", str(tmp_path / "benchmark" / "results.md")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "benchmark" / "results.md").read_text() == (DOCS / "benchmark" / "results.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "results").glob("*.png")) == sorted(p.name for p in (DOCS / "results").glob("*.png"))

@@ -96,3 +96,10 @@ def test_readme_links_lead_somewhere():
 
 def test_readme_is_a_front_page():
     assert len(README.read_text()) <= 12_000
+
+
+def test_readme_headline_is_rendered_from_the_committed_run():
+    """The README's benchmark table is what ``bench readme`` renders from docs/results/results.json."""
+    from bench.report import readme_section_matches
+
+    assert readme_section_matches(README.read_text(), ROOT / "docs" / "results" / "results.json")
