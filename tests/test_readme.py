@@ -4,6 +4,7 @@ empty folder, so a block that leans on an import or a variable of an earlier one
 import re
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def test_this_environment_is_the_tested_set():
     """What runs these tests is what constraints.txt pins (true after the README's install line
     and in CI); a mismatch names each distribution and both versions."""
     pins = _pins(CONSTRAINTS.read_text())
-    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # What pip installed into this environment's site-packages: not sys.path, which gains
+    # setuptools/_vendor (its own older packaging, platformdirs, zipp) once setuptools is imported.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)}
     off = {name: (version, installed[name]) for name, version in pins.items()
            if name in installed and installed[name] != version and name != "prcm"}  # fmt: skip
     assert not off, f"installed versions differ from constraints.txt (pinned, installed): {off}"
