@@ -26,6 +26,7 @@ from bench.plan import LAYOUTS, Lane, Point, Settings, lanes, pairs
 from bench.schema import Comparison, Record, Results
 from bench.study import Study
 from bench.suites import SUITES, Suite
+from fresh import run_module_fresh
 
 CACHES = [{"level": 1, "type": "Data", "bytes": 32 << 10, "shared_by": 1}, {"level": 2, "type": "Unified", "bytes": 1 << 20, "shared_by": 1},
           {"level": 3, "type": "Unified", "bytes": 32 << 20, "shared_by": 2}]  # fmt: skip
@@ -410,10 +411,10 @@ def test_sessions_default_to_five_quick_and_ten_full_and_fewer_than_two_are_refu
 
 
 def test_help_prints_percent_signs_once():
-    done = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, cwd=ROOT)
+    done = run_module_fresh("bench", "--help", cwd=ROOT)
     assert done.returncode == 0 and "95% confidence interval" in done.stdout and "%%" not in done.stdout
     for command in ("report", "compare", "readme"):
-        sub = subprocess.run([sys.executable, "-m", "bench", command, "--help"], capture_output=True, text=True, cwd=ROOT)
+        sub = run_module_fresh("bench", command, "--help", cwd=ROOT)
         assert sub.returncode == 0 and "%%" not in sub.stdout and f"python -m bench {command}" in sub.stdout
 
 

@@ -1,5 +1,5 @@
-"""Every Python block of the docs site runs as written, on its own (a fresh interpreter in an
-empty folder), as the README's do; every page is in the nav; CI builds the site with
+"""Every Python block of the docs site runs as written, on its own (a new process with a fresh
+``__main__`` in an empty folder, :mod:`fresh`), as the README's do; every page is in the nav; CI builds the site with
 ``mkdocs build --strict``."""
 
 import re
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh import run_fresh
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -22,7 +23,7 @@ def test_docs_have_python_blocks():
 
 @pytest.mark.parametrize("page,i,block", BLOCKS, ids=[f"{p.relative_to(DOCS)}:{i}" for p, i, _ in BLOCKS])
 def test_docs_block_runs_on_its_own(page, i, block, tmp_path):
-    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = run_fresh(block, tmp_path)
     assert done.returncode == 0, f"{page}, block {i}:\n{block}\n--- stderr ---\n{done.stderr[-3000:]}"
 
 

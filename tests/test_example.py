@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import parity
 import prcm_jax.functional
 from prcm_examples import digits
+from fresh import run_fresh, run_module_fresh
 
 LIMIT = 64  # eps x max|value|, a whole network in float32
 DOCS = Path(__file__).parent.parent / "docs" / "examples" / "digits.md"
@@ -161,11 +162,8 @@ def test_data_parallel_step_equals_one_device():
 
 def test_command_runs_end_to_end(tmp_path):
     """CI's smoke path: the whole command at a test-sized setting (same code as the default)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "prcm_examples.digits", "--epochs", "1", "--finetune-epochs", "1",
-         "--ablation-epochs", "1", "--seeds", "2", "--ablation-blocks", "none,SEModule", "--out", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    done = run_module_fresh("prcm_examples.digits", "--epochs", "1", "--finetune-epochs", "1", "--ablation-epochs", "1",
+                            "--seeds", "2", "--ablation-blocks", "none,SEModule", "--out", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     for text in ("logits error vs float64, jax float32", "train-step gradients", "2 seeds x 2 frameworks", "framework gap",
                  "minus none", "exclude 0 by chance"):  # fmt: skip
@@ -184,7 +182,7 @@ def test_command_runs_end_to_end(tmp_path):
     (["--ablation-blocks", "none,CBAM"], "unknown block CBAM; choose from none, PRCM"),
 ])  # fmt: skip
 def test_command_refuses_bad_arguments_before_any_work(args, expected):
-    done = subprocess.run([sys.executable, "-m", "prcm_examples.digits", *args], capture_output=True, text=True)
+    done = run_module_fresh("prcm_examples.digits", *args)
     assert done.returncode == 2 and expected in done.stderr, done.stderr
     assert done.stdout == ""  # nothing loaded or trained
 
@@ -294,5 +292,5 @@ def test_the_seed_pairs_the_frameworks(small_ablation):
 
 @pytest.mark.parametrize("block", DOC_BLOCKS, ids=[f"block{i}" for i in range(len(DOC_BLOCKS))])
 def test_docs_block_runs_on_its_own(block, tmp_path):
-    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = run_fresh(block, tmp_path)
     assert done.returncode == 0, f"{block}\n--- stderr ---\n{done.stderr[-3000:]}"

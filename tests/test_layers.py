@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fresh import run_fresh
 
 ROOT = Path(__file__).parent.parent
 #: package (a path prefix of modules) -> project packages it must never import.
@@ -64,7 +64,7 @@ parity.torch_to_nnx(prcm_torch.PRCM(8), prcm_jax.PRCM(8, rngs=nnx.Rngs(0)))
 from_timm(timm.create_model("resnet18", num_classes=2))
 print(sorted(m for m in sys.modules if m.startswith("parity.proof")))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = run_fresh(code, ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
 

@@ -5,8 +5,6 @@ below it show that the reference and the checker would catch a real mistake.
 """
 
 import contextlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +20,7 @@ from parity.proof.check import DIRECTIONS, MODES, REF_LIMITS, SHAPES, Case, case
 from parity.proof.reference import backward, error_in_eps, forward
 from prcm import MODULES
 from seed_modules import SEED
+from fresh import run_module_fresh
 
 import parity.proof.check
 
@@ -228,13 +227,10 @@ def test_checker_catches_a_different_dropout_mask(monkeypatch):
 
 
 def test_cli_quick_subset_passes_and_bad_arguments_fail():
-    ok = subprocess.run(
-        [sys.executable, "-m", "parity", "--quick", "--modules", "ShiftOnlyPRCM", "--modes", "eval",
-         "--dtypes", "float32"], capture_output=True, text=True,
-    )  # fmt: skip
+    ok = run_module_fresh("parity", "--quick", "--modules", "ShiftOnlyPRCM", "--modes", "eval", "--dtypes", "float32")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "all 4 cases passed" in ok.stdout and "torch->linen" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "parity", "--dtypes", "float8"], capture_output=True, text=True)
+    bad = run_module_fresh("parity", "--dtypes", "float8")
     assert bad.returncode == 2 and "unknown dtype float8; choose from float32, bfloat16, float16" in bad.stderr
 
 

@@ -9,14 +9,12 @@ within the tolerance derived from the dtype's eps and the reduction lengths
 (``HYPOTHESIS_PROFILE=thorough``), see conftest.py.
 """
 
-import os
-import subprocess
-import sys
 
 from hypothesis import given, note, strategies as st
 
 from parity.proof.check import DIRECTIONS, MODES, Case, cases, run_case
 from prcm import CATALOG, MODULES
+from fresh import run_fresh
 
 
 @st.composite
@@ -59,10 +57,10 @@ def test_float16_any_shape_and_weight_scale(case):
 
 
 def test_float64_in_x64_mode():
-    """float64 needs JAX's x64 mode, which is process-wide: run the sweep in a subprocess."""
-    env = {**os.environ, "JAX_ENABLE_X64": "1"}
-    done = subprocess.run([sys.executable, "-m", "parity", "--quick", "--dtypes", "float64"],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    """float64 needs JAX's x64 mode, which is process-wide: run the sweep in a process of its own."""
+    done = run_fresh("import jax, runpy; jax.config.update('jax_enable_x64', True); "
+                     "runpy.run_module('parity', run_name='__main__', alter_sys=True)",
+                     argv=["parity", "--quick", "--dtypes", "float64"])  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     expected = len(list(cases(dtypes=("float64",), per_row=1)))  # every module and variant
     assert f"all {expected} cases passed" in done.stdout and "float64: worst forward" in done.stdout

@@ -1,14 +1,15 @@
-"""Every Python block of the README runs as written, on its own: a fresh interpreter in an
-empty folder, so a block that leans on an import or a variable of an earlier one fails."""
+"""Every Python block of the README runs as written, on its own: a new process with a fresh
+``__main__`` in an empty folder (:mod:`fresh`), so a block that leans on an import or a variable
+of an earlier one fails."""
 
 import re
-import subprocess
 import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from fresh import run_fresh
 
 from prcm.cli import INSTALL
 
@@ -26,7 +27,7 @@ def test_readme_has_python_blocks():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_block_runs_on_its_own(block, tmp_path):
-    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = run_fresh(block, tmp_path)
     assert done.returncode == 0, f"{block}\n--- stderr ---\n{done.stderr[-3000:]}"
 
 

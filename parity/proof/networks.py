@@ -131,9 +131,9 @@ __all__ = [
 NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "resnet18d", "resnet50d", "torchvision_resnet18", "torchvision_resnet50",
                              "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0", "efficientnet_b1",
                              "efficientnet_b2", "efficientnet_b3")  # fmt: skip
-#: The networks ``--quick`` runs: the ResNets it always ran and the smallest of the mobile families (ResNet-D
-#: and torchvision's ResNets are the same blocks: the tests cover them on small networks, the full run here).
-QUICK_NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "mobilenetv3_small_100", "efficientnet_b0")
+#: The networks ``--quick`` runs: the smallest of each family (bottleneck ResNets, ResNet-D and torchvision's
+#: ResNets are the same blocks: the tests cover them on small networks, the full run here).
+QUICK_NETWORKS: tuple[str, ...] = ("resnet18", "mobilenetv3_small_100", "efficientnet_b0")
 #: ``none``, ``se`` (timm's SEModule) and every module of the catalog.
 ATTENTIONS: tuple[str, ...] = ("none", "se", *prcm.MODULES)
 CHECKS: tuple[str, ...] = ("eval", "train", "stats", "grad")
