@@ -82,10 +82,11 @@ def _finish(code: int) -> None:
 def serve() -> None:
     """The fork server: import :data:`PRELOAD`, then for each request line on stdin fork one
     child, send back its pid, wait for it and send back its exit status."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever else the server prints goes to stderr, not into the replies
     for name in PRELOAD:
         __import__(name)
     os.chdir(tempfile.gettempdir())
-    reply = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

@@ -9,7 +9,6 @@ within the tolerance derived from the dtype's eps and the reduction lengths
 (``HYPOTHESIS_PROFILE=thorough``), see conftest.py.
 """
 
-
 from hypothesis import given, note, strategies as st
 
 from parity.proof.check import DIRECTIONS, MODES, Case, cases, run_case
