@@ -1,6 +1,6 @@
 """Every Python block of the docs site runs as written, on its own (a new process with a fresh
-``__main__`` in an empty folder, :mod:`fresh`), as the README's do; every page is in the nav; CI builds the site with
-``mkdocs build --strict``."""
+``__main__`` in an empty folder, :mod:`fresh`), as the README's do; every page is in the nav;
+CI builds the site with ``mkdocs build --strict``."""
 
 import re
 import shutil
