@@ -107,8 +107,8 @@ def _meta(args: argparse.Namespace, settings: Settings, device: Any, reason: str
 
     from bench import stats
     from bench.backends import SAVED_BYTES
-    from bench.machine import describe
     from bench.plan import MIN_TRAFFIC
+    from prcm.machine import describe
 
     about = describe()
     about["machine"]["cpus_visible"] = len(cpus())

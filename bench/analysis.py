@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import findings, stats
-from bench.machine import memory_level
+from prcm.machine import memory_level
 from bench.plan import COPIES, FRAMEWORK, reference
 from bench.schema import Comparison, Record, Results
 from bench.suites import SUITES

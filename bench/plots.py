@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.machine import DRAM_FACTOR, last_level
+from prcm.machine import DRAM_FACTOR, last_level
 from bench.schema import Comparison, Record
 from bench.tables import SWEEPS, lane_label
 from prcm.catalog import MODULES
@@ -326,7 +326,7 @@ def fusion(out: Path, records: list[Record], comps: list[Comparison], meta: dict
 def roofline(out: Path, records: list[Record], comps: list[Comparison], meta: dict[str, Any]) -> list[Path]:
     """``roofline.png``: each lane's fraction of its copy reference against its working set, a
     panel per variant and thread setting; the last-level cache and the DRAM-resident range
-    (from :data:`~bench.machine.DRAM_FACTOR` x it) marked, a fraction above 1 drawn red."""
+    (from :data:`~prcm.machine.DRAM_FACTOR` x it) marked, a fraction above 1 drawn red."""
     plt = _pyplot()
     roof = [r for r in records if r.status == "ok" and r.copy_fraction is not None and r.module and r.working_set]
     if not roof:

@@ -17,13 +17,15 @@ from bench import stats, tables
 from bench.analysis import Analysis, analyse, load_summary
 from bench.schema import Results, load
 from bench.suites import SUITES
+from prcm import pages
 
 __all__ = ["render", "write_report", "write_figures", "suite_tables", "markdown", "report_markdown", "headline",
            "headline_markdown", "provenance", "results_page", "run_line", "machine_line", "print_terminal", "README_MARKERS",
            "readme_section", "with_readme_section", "readme_section_matches"]  # fmt: skip
 
 #: The lines a README's headline section sits between (:func:`with_readme_section`).
-README_MARKERS = ("<!-- bench:headline:start -->", "<!-- bench:headline:end -->")
+README_TAG = "bench:headline"
+README_MARKERS = (f"<!-- {README_TAG}:start -->", f"<!-- {README_TAG}:end -->")
 
 
 def suite_tables(analysis: Analysis) -> list[tables.Table]:
@@ -186,22 +188,16 @@ def headline_markdown(results: Results | Analysis | Path | str) -> str:
     return headline(results if isinstance(results, Analysis) else analyse(results))
 
 
-def _section(text: str) -> tuple[int, int]:
-    """Where the headline section's content starts and ends in ``text`` (between the markers)."""
-    start, end = README_MARKERS
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"expected one {start} line and, after it, one {end} line; found {text.count(start)} and {text.count(end)}")
-    return text.index(start) + len(start), text.index(end)
-
-
 def readme_section(text: str) -> str:
     """The text between the README's headline markers, without the blank lines around it.
 
     Raises:
       ValueError: the markers are missing, repeated or out of order.
     """
-    begin, end = _section(text)
-    return text[begin:end].strip("\n")
+    found = pages.sections(text, README_TAG)
+    if len(found) != 1:
+        raise ValueError(f"expected one {README_MARKERS[0]} line and, after it, one {README_MARKERS[1]} line; found {len(found)} sections")
+    return found[0][1]
 
 
 def with_readme_section(text: str, results: Results | Analysis | Path | str) -> str:
@@ -216,8 +212,8 @@ def with_readme_section(text: str, results: Results | Analysis | Path | str) -> 
         >>> readme_section_matches(new, Results({"date": "2026-01-02"})), readme_section_matches(readme, Results())
         (True, False)
     """
-    begin, end = _section(text)
-    return text[:begin] + "\n" + headline_markdown(results) + "\n" + text[end:]
+    readme_section(text)  # exactly one section, or an error before anything is rendered
+    return pages.fill(text, README_TAG, lambda _: headline_markdown(results))
 
 
 def readme_section_matches(text: str, results: Results | Analysis | Path | str) -> bool:

@@ -5,7 +5,8 @@ x mode x dtype x shape) and prints one row per module, direction, mode and dtype
 worst error over the shapes; ``networks`` runs :mod:`parity.proof.networks` (timm ResNets, ResNet-D,
 EfficientNets, MobileNetV3s and torchvision ResNets x attention block against their NNX twins;
 ``--quick``: the smallest of each family) and prints one row per network, attention and check.
-Exits 1 if any case fails.
+Exits 1 if any case fails. ``--out FILE`` saves every case's figures (:mod:`parity.proof.results`);
+``python -m parity render FILE PAGE ...`` writes the docs' parity tables from such a file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
@@ -20,6 +22,7 @@ from rich.table import Table
 
 import prcm
 from prcm.cli import INSTALL, comma_choices, unavailable
+from parity.proof import results as saved
 from parity.proof.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
 from parity.proof.networks import (ATTENTIONS, CHECKS, FLOOR, NETWORKS, OP_RATIO, QUICK_NETWORKS, TYPICAL_LIMIT, WORST_LIMIT,
                                    NetworkResult, network_cases, run_network_case)  # fmt: skip
@@ -28,7 +31,7 @@ PARTS: tuple[str, ...] = ("modules", "networks")
 #: Inputs (batch, image) of the networks part; ``--quick`` takes the first.
 NETWORK_INPUTS: tuple[tuple[int, int], ...] = ((2, 64), (4, 64))
 
-__all__ = ["main", "parse_args", "PARTS", "NETWORK_INPUTS"]
+__all__ = ["main", "parse_args", "render_command", "PARTS", "NETWORK_INPUTS"]
 
 _PART_OPTIONS = {"modules": ("modules", "directions", "modes", "dtypes"), "networks": ("networks", "attentions")}
 _DEFAULTS = {"modules": prcm.MODULES, "directions": DIRECTIONS, "modes": MODES, "dtypes": DEFAULT_DTYPES,
@@ -68,6 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtypes", type=comma_choices("dtype", tuple(DTYPES)), default=None,
                         help="comma-separated subset of " + ",".join(DTYPES) + " (float64 turns on JAX's x64 mode; "
                         "default " + ",".join(DEFAULT_DTYPES) + ")")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also save every case's figures and the run's provenance to this JSON file (for "
+                        "'python -m parity render')")  # fmt: skip
     args = parser.parse_args(argv)
     given = {part: any(getattr(args, name) is not None for name in names) for part, names in _PART_OPTIONS.items()}
     if args.parts is None:
@@ -91,15 +97,50 @@ def _pair(torch_error: float, jax_error: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the parts asked for, print their tables; 0 when every case passes, else 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["render"]:
+        return render_command(argv[1:])
     args = parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=120)
-    failed = _modules(args, console) if "modules" in args.parts else 0
-    failed += _networks(args, console) if "networks" in args.parts else 0
-    return 1 if failed else 0
+    modules = _modules(args, console) if "modules" in args.parts else []
+    networks = _networks(args, console) if "networks" in args.parts else []
+    if args.out:
+        limits = {"typical": TYPICAL_LIMIT, "worst": WORST_LIMIT, "op_ratio": OP_RATIO, "floor": FLOOR}
+        console.print(f"saved: {saved.save(args.out, modules=modules, networks=networks, limits=limits, argv=argv)}")
+    return 1 if any(not r.ok for r in [*modules, *networks]) else 0
 
 
-def _modules(args: argparse.Namespace, console: Console) -> int:
-    """The module sweep; returns the number of failed cases."""
+def render_command(argv: Sequence[str]) -> int:
+    """``python -m parity render RESULTS PAGE ... [--check]``: 0 when written or up to date, 1 when ``--check`` finds a page stale."""
+    parser = argparse.ArgumentParser(prog="python -m parity render", description="Write the network-parity tables of "
+                                     f"markdown pages from a saved run: each section between <!-- {saved.TAG}:start NETWORKS --> "
+                                     f"and <!-- {saved.TAG}:end --> gets the table of its comma-separated networks; nothing "
+                                     "else changes.")  # fmt: skip
+    parser.add_argument("results", type=Path, help="a file written by python -m parity --out")
+    parser.add_argument("pages", type=Path, nargs="+", help="the markdown pages to update")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a page differs from the rendering")
+    args = parser.parse_args(argv)
+    updated = {}
+    try:
+        data = saved.load(args.results)
+        for page in args.pages:
+            text = page.read_text()
+            updated[page] = (text, saved.render_page(text, data, source=f"`{args.results.as_posix()}`"))
+    except OSError as err:
+        parser.error(f"cannot read {err.filename}: {err.strerror or err}")
+    except ValueError as err:  # every page is rendered before any is written
+        parser.error(str(err))
+    stale = [page for page, (old, new) in updated.items() if old != new]
+    for page, (old, new) in updated.items():
+        if not args.check and old != new:
+            page.write_text(new)
+        state = "up to date" if old == new else ("differs from" if args.check else "written from")
+        print(f"{page}: {state} {args.results}")
+    return 1 if args.check and stale else 0
+
+
+def _modules(args: argparse.Namespace, console: Console) -> list[Result]:
+    """The module sweep; returns every case's result."""
     if "float64" in args.dtypes:
         import jax
 
@@ -145,11 +186,11 @@ def _modules(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{failed} of {len(todo)} cases failed")
     else:
         console.print(f"[green]all {len(todo)} cases passed")
-    return failed
+    return [r for rs in worst.values() for r in rs]
 
 
-def _networks(args: argparse.Namespace, console: Console) -> int:
-    """timm and torchvision networks against their NNX twins; returns the number of failed cases."""
+def _networks(args: argparse.Namespace, console: Console) -> list[NetworkResult]:
+    """timm and torchvision networks against their NNX twins; returns every case's result."""
     inputs = NETWORK_INPUTS[:1] if args.quick else NETWORK_INPUTS
     todo = [case for batch, image in inputs
             for case in network_cases(args.networks, args.attentions, quick=args.quick, batch=batch, image=image)]  # fmt: skip
@@ -192,7 +233,7 @@ def _networks(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{failed} of {len(todo)} network cases failed")
     else:
         console.print(f"[green]all {len(todo)} network cases passed")
-    return failed
+    return results
 
 
 if __name__ == "__main__":

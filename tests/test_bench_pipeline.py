@@ -21,7 +21,7 @@ import pytest
 
 import bench.__main__ as cli
 from bench import analysis, compare, findings, plots, report, runner, schema, stats, tables
-from bench.machine import memory_level
+from prcm.machine import memory_level
 from bench.plan import LAYOUTS, Lane, Point, Settings, lanes, pairs
 from bench.schema import Comparison, Record, Results
 from bench.study import Study
@@ -601,7 +601,7 @@ def test_bench_modules_import_one_way():
 
 
 def test_rendering_imports_neither_torch_nor_jax():
-    code = (BLOCK + "import bench, bench.schema, bench.analysis, bench.report, bench.compare, bench.plots, bench.suites, bench.machine\n")  # fmt: skip
+    code = (BLOCK + "import bench, bench.schema, bench.analysis, bench.report, bench.compare, bench.plots, bench.suites, prcm.machine\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
 

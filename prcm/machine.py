@@ -3,7 +3,8 @@
 What a result means depends on the machine: its CPU model and caches (a tensor that fits in
 the last-level cache streams at cache bandwidth, not at DRAM's), the code's commit, the date.
 :func:`describe` reads them (Linux's ``/sys`` and ``/proc``, ``git``) for ``results.json``'s
-``meta``; :func:`memory_level` places a working set. Imports neither torch nor jax.
+``meta`` (the benchmark's and the parity sweep's saved results); :func:`memory_level` places a
+working set. Imports neither torch nor jax.
 """
 
 from __future__ import annotations
