@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"Also: '{PROG} report RESULTS' renders a saved run again, '{PROG} compare OLD NEW' sets two runs side by side, "
         f"'{PROG} readme RESULTS README' writes the README's headline table from a saved run.",
     )
-    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (a few minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (about twenty minutes on 2 CPU cores; the full run takes hours)")
     parser.add_argument("--suites", type=comma_choices("suite", tuple(SUITES)), default=tuple(SUITES),
                         help="comma-separated subset of " + ",".join(SUITES))  # fmt: skip
     parser.add_argument("--backends", type=comma_choices("backend", BACKENDS), default=BACKENDS, help="comma-separated subset of " + ",".join(BACKENDS))

@@ -20,7 +20,9 @@ written twice with mirrored names (``blocks.0.conv.weight`` <-> ``blocks/0/conv/
 
 The ablation is small (1,437 training and 360 test images, a few epochs, a few seeds): its
 intervals resolve differences of a few points of accuracy, no smaller. Latency is the
-benchmark's (``python -m bench``), not this example's.
+benchmark's (``python -m bench``), not this example's. Its runs are saved as ``ablation.json``
+in ``--out``; ``python -m prcm_examples.digits render FILE PAGE ...`` writes the ablation's
+tables into a page's ``<!-- digits:ablation:start -->`` section from such a file alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import functools
+import io
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -53,13 +58,15 @@ import prcm_jax
 import prcm_torch
 from parity.arrays import to_numpy
 from parity.proof.reference import error_in_eps
+from prcm import pages
 from prcm.cli import at_least, comma_choices
+from prcm.machine import describe
 from prcm_jax.models import Modes
 
 __all__ = [
     "BLOCKS", "FRAMEWORKS", "TorchNet", "Net", "load_data", "channels_last", "train_torch", "train_step", "shard",
     "Estimate", "t_interval", "paired_difference", "welch_difference", "torch_init", "train_run", "evaluate", "Run",
-    "Ablation", "ablation", "ablation_tables", "main",
+    "Ablation", "ablation", "ablation_tables", "ablation_text", "save_ablation", "load_ablation", "render_page", "main",
 ]  # fmt: skip
 
 BLOCKS: tuple[str, ...] = ("none", "PRCM", "AffinePRCM", "ShiftOnlyPRCM", "SEModule")
@@ -67,6 +74,8 @@ FRAMEWORKS: tuple[str, ...] = ("torch", "jax")
 WIDTHS = (16, 32)
 CLASSES = 10
 EPS32 = float(np.finfo(np.float32).eps)
+#: The tag of a page's ablation section (:mod:`prcm.pages`).
+TAG = "digits:ablation"
 
 
 # -- the model, twice -----------------------------------------------------------------------
@@ -648,11 +657,83 @@ def ablation_tables(result: Ablation, baseline: str = "none") -> tuple[Table, Ta
     return table, gap_table, "\n".join(note)
 
 
+def ablation_text(result: Ablation, width: int = 120) -> str:
+    """:func:`ablation_tables` as plain text, as the command prints it on a ``width``-column terminal."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    for part in ablation_tables(result):
+        console.print(part)
+    return console.export_text()
+
+
+def save_ablation(result: Ablation, path: Path | str) -> Path:
+    """Write every run of ``result`` and where it ran (machine, commit, date) as JSON."""
+    data = {"meta": describe(), **dataclasses.asdict(result),
+            "runs": [{"block": b, "framework": f, "runs": [dataclasses.asdict(r) for r in runs]} for (b, f), runs in result.runs.items()]}  # fmt: skip
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def load_ablation(path: Path | str) -> tuple[Ablation, dict]:
+    """A saved ablation and its ``meta``.
+
+    Raises:
+      ValueError: not a file of :func:`save_ablation`.
+    """
+    data = json.loads(Path(path).read_text())
+    fields = {f.name for f in dataclasses.fields(Ablation)}
+    if not isinstance(data, dict) or not fields <= data.keys():
+        raise ValueError(f"{path}: expected an ablation.json of python -m prcm_examples.digits (keys {', '.join(sorted(fields))})")
+    runs = {(r["block"], r["framework"]): tuple(Run(**run) for run in r["runs"]) for r in data["runs"]}
+    return Ablation(tuple(data["seeds"]), data["epochs"], data["lr"], data["train_images"], data["test_images"], runs), data["meta"]
+
+
+def render_page(text: str, path: Path | str, source: str | None = None) -> str:
+    """``text`` (a markdown page) with its ablation sections written from a saved ablation.
+
+    Args:
+      text: the page.
+      path: an ``ablation.json``.
+      source: how the page names the file (default: ``path`` as given).
+    """
+    result, meta = load_ablation(path)
+    commit = (meta.get("commit") or {}).get("hash", "")[:10] or "unknown"
+    block = (f"```text\n{ablation_text(result).rstrip()}\n```\n\nRendered from `{source or Path(path).as_posix()}` (commit {commit}, "
+             f"{str(meta.get('date', ''))[:10]}) by `python -m prcm_examples.digits render`.")  # fmt: skip
+    return pages.fill(text, TAG, lambda _: block)
+
+
+def render_command(argv: Sequence[str]) -> int:
+    """``python -m prcm_examples.digits render FILE PAGE ... [--check]``."""
+    parser = argparse.ArgumentParser(prog="python -m prcm_examples.digits render",
+                                     description=f"Write a saved ablation's tables into each <!-- {TAG}:start --> section of the pages.")  # fmt: skip
+    parser.add_argument("results", type=Path, help="an ablation.json written by the command")
+    parser.add_argument("pages", type=Path, nargs="+", help="markdown pages")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a page differs")
+    args = parser.parse_args(argv)
+    try:
+        updated = {page: (page.read_text(), render_page(page.read_text(), args.results)) for page in args.pages}
+    except OSError as err:
+        parser.error(f"cannot read {err.filename}: {err.strerror or err}")
+    except ValueError as err:
+        parser.error(str(err))
+    for page, (old, new) in updated.items():
+        if not args.check and old != new:
+            page.write_text(new)
+        print(f"{page}: {'up to date' if old == new else 'differs' if args.check else 'written'}")
+    return 1 if args.check and any(old != new for old, new in updated.values()) else 0
+
+
 # -- the command ----------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the whole example and print what it measured."""
+    """Run the whole example and print what it measured (``render``: see :func:`render_command`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["render"]:
+        return render_command(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m prcm_examples.digits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--block", choices=BLOCKS[1:], default="AffinePRCM", help="recalibration block of the ported model")
     parser.add_argument("--epochs", type=at_least(1), default=15, help="PyTorch training epochs")
@@ -662,7 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seeds per block and framework in the ablation (0..N-1; at least 2 for an interval)")  # fmt: skip
     parser.add_argument("--ablation-blocks", type=comma_choices("block", BLOCKS), default=BLOCKS,
                         help="comma-separated block types for the ablation (default: all)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=None, help="folder for the .safetensors files (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the .safetensors files and ablation.json (default: a temporary one)")
     args = parser.parse_args(argv)
     # batches of 64 8x8 images: intra-op threads only add synchronisation, and on a shared
     # machine they wait for each other (10x slower at load 4 on 2 cores, measured)
@@ -726,7 +808,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(table)
     console.print(gaps)
     console.print(note)
-    console.print(f"checkpoints in {out}")
+    save_ablation(result, out / "ablation.json")
+    console.print(f"checkpoints and ablation.json in {out}")
     return 0
 
 

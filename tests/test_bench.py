@@ -278,39 +278,45 @@ def test_a_training_step_is_checked_on_every_backend_and_reports_what_it_saves(m
 
 @pytest.mark.parametrize("workload,backends", [("forward", ("torch-eager", "jax-jit")), ("train", ("torch-eager",))])
 def test_a_network_block_is_compared_with_the_same_network_without_one_in_both_torch_layouts(workload, backends):
-    """resnet18 with AffinePRCM and without, on eager torch in both memory layouts (channels-last
-    checked against channels-first) and on the twin: inference, and a training step in torch."""
-    point = Point("network", 2, 3, 32, items=("none", "AffinePRCM"), network="resnet18", baseline="none", layouts=LAYOUTS,
+    """CI's smoke path of the network suite: the smallest MobileNetV3 with no attention, timm's SE
+    and AffinePRCM in its SE slots, on eager torch in both memory layouts (channels-last checked
+    against channels-first) and on the twin: inference, and a training step in torch. (Batch 4:
+    at batch 2 and 32 x 32 the last stages' train-mode BatchNorm normalises 2 values per channel,
+    and the two layouts' float32 steps part by O(1) even without attention.)"""
+    items = ("none", "se", "AffinePRCM")
+    point = Point("network", 4, 3, 32, items=items, network="mobilenetv3_small_100", baseline="none", layouts=LAYOUTS,
                   workload=workload, compare=("backend", "module", "layout"))  # fmt: skip
     result = Runner(DEVICE, backends, FAST, threads=1).run(point)
     records = {(r.module, r.backend, r.layout): r for r in result.records}
     lanes_ = [("torch-eager", "channels_first"), ("torch-eager", "channels_last"), ("jax-jit", None)][: len(backends) + 1]
-    assert set(records) == {(m, b, l) for m in ("none", "AffinePRCM") for b, l in lanes_}
+    assert set(records) == {(m, b, l) for m in items for b, l in lanes_}
     limit = 64 if workload == "forward" else 2.0**18
-    assert all(r.status == "ok" and r.network == "resnet18" and r.check_eps <= limit for r in records.values()), records
-    assert records[("AffinePRCM", "torch-eager", "channels_last")].params > records[("none", "torch-eager", "channels_last")].params
+    assert all(r.status == "ok" and r.network == "mobilenetv3_small_100" and r.check_eps <= limit for r in records.values()), records
+    params = {m: records[(m, "torch-eager", "channels_last")].params for m in items}
+    assert params["none"] < params["AffinePRCM"] < params["se"]  # PRCM's selling point: fewer parameters than SE
     kinds = {(c.kind, c.backend, c.layout, c.numerator, c.denominator) for c in result.comparisons}
-    assert {("module", "torch-eager", "channels_first", "AffinePRCM", "none"), ("module", "torch-eager", "channels_last", "AffinePRCM", "none"),
-            ("layout", "torch-eager", "channels_last", "channels_last", "channels_first")} <= kinds
-    assert all(c.network == "resnet18" and c.num_basis is None for c in result.comparisons)
+    assert {("module", "torch-eager", layout, numerator, denominator) for layout in LAYOUTS
+            for numerator, denominator in (("AffinePRCM", "none"), ("se", "none"), ("AffinePRCM", "se"))} <= kinds
+    assert ("layout", "torch-eager", "channels_last", "channels_last", "channels_first") in kinds
+    assert all(c.network == "mobilenetv3_small_100" and c.num_basis is None for c in result.comparisons)
     from bench.workloads import Arrays, build, inputs
 
-    work = build("none", "fresh", workload, point, Arrays(inputs(2, 3, 32, 4), DEVICE), "channels_last")
+    work = build("none", "fresh", workload, point, Arrays(inputs(4, 3, 32, 4), DEVICE), "channels_last")
     x = work.call("torch-eager").args[0]
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    assert work.torch_modules[0].conv1.weight.is_contiguous(memory_format=torch.channels_last) and work.nnx_model is None
+    assert work.torch_modules[0].conv_stem.weight.is_contiguous(memory_format=torch.channels_last) and work.nnx_model is None
     if workload == "train":
         return
     assert records[("AffinePRCM", "jax-jit", None)].params == records[("AffinePRCM", "torch-eager", "channels_last")].params
-    assert {("module", "jax-jit", None, "AffinePRCM", "none"), ("backend", None, "channels_first", "torch-eager", "jax-jit"),
-            ("backend", None, "channels_last", "torch-eager", "jax-jit")} <= kinds
+    assert {("module", "jax-jit", None, "AffinePRCM", "none"), ("module", "jax-jit", None, "AffinePRCM", "se"),
+            ("backend", None, "channels_first", "torch-eager", "jax-jit"), ("backend", None, "channels_last", "torch-eager", "jax-jit")} <= kinds
     if minor_faults() is not None:
         assert all(r.faults_per_call >= 0 for r in records.values())
         table = tables.network(result.records, result.comparisons, backends)[0]
         assert table.headers[-1] == "faults/call (torch-eager / torch-eager CL / jax-jit)"
         assert all(cell.replace(",", "").isdigit() for row in table.rows for cell in row[-1].split(" / "))
         finding = findings.network(result.records, result.comparisons, {})
-        assert any(f.startswith("Minor page faults per call, resnet18 forward at (2, 3, 32, 32), 1 thread(s), no attention: "
+        assert any(f.startswith("Minor page faults per call, mobilenetv3_small_100 forward at (4, 3, 32, 32), 1 thread(s), no attention: "
                                 "torch-eager ") for f in finding)  # fmt: skip
 
 
@@ -503,6 +509,8 @@ def _run_cli(tmp_path, *args):
 
 
 def test_quick_run_writes_results_comparisons_report_and_plots(tmp_path):
+    """CI's smoke path of the command: a quick run, every result field, the report, and the same
+    report rendered again from results.json alone."""
     done, out = _run_cli(tmp_path, "--quick", "--suites", "params,latency,batch,fusion", "--backends",
                          "torch-eager,jax-jit", "--repeat", "5", "--warmup", "1", "--sessions", "2")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -532,6 +540,10 @@ def test_quick_run_writes_results_comparisons_report_and_plots(tmp_path):
     assert text.startswith("# prcm benchmark\n\n## Answers\n\n- What AffinePRCM costs over PRCM at the seed point")
     assert "## Findings" in text and "torch-eager / jax-jit" in text and "### fusion" in text and "x [" in text
     assert "latency: median ms at (1, 64, 64, 64), 1 thread(s)" in done.stdout
+    from bench import report  # what 'python -m bench report' does: the same report from results.json alone
+
+    report.render(schema.load(out / "results.json"), tmp_path / "again")
+    assert (tmp_path / "again" / "report.md").read_text() == text
 
 
 def test_unavailable_device_writes_a_valid_empty_result(tmp_path):

@@ -172,6 +172,9 @@ def test_command_runs_end_to_end(tmp_path):
     rows = re.findall(r"^\W*(none|SEModule|)\W+(?:[\d,]+\W+)?(torch|jax)\W+\d", done.stdout, flags=re.M)
     assert [framework for _, framework in rows] == ["torch", "jax"] * 2, done.stdout
     assert (tmp_path / "digits_torch.safetensors").exists() and (tmp_path / "digits_jax.safetensors").exists()
+    saved, meta = digits.load_ablation(tmp_path / "ablation.json")  # what it printed, from the file alone
+    assert saved.blocks == ("none", "SEModule") and saved.seeds == (0, 1) and meta["date"]
+    assert " ".join(digits.ablation_text(saved).split()) in " ".join(done.stdout.split())
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -288,6 +291,26 @@ def test_the_seed_pairs_the_frameworks(small_ablation):
     torch_loss, jax_loss = (np.array([run.loss for run in small_ablation.runs["none", f]]) for f in digits.FRAMEWORKS)
     between_seeds = np.abs(torch_loss[:, None] - jax_loss[None, :])[~np.eye(3, dtype=bool)].min()
     assert np.abs(torch_loss - jax_loss).max() < 0.01 * between_seeds, (torch_loss, jax_loss)
+
+
+def test_a_saved_ablation_loads_back_as_it_was(small_ablation, tmp_path):
+    path = digits.save_ablation(small_ablation, tmp_path / "ablation.json")
+    loaded, meta = digits.load_ablation(path)
+    assert loaded == small_ablation and digits.ablation_text(loaded) == digits.ablation_text(small_ablation)
+    assert meta["machine"]["cpu_model"]
+    (tmp_path / "other.json").write_text(json.dumps({"seeds": [0, 1]}))
+    with pytest.raises(ValueError, match="expected an ablation.json of python -m prcm_examples.digits"):
+        digits.load_ablation(tmp_path / "other.json")
+
+
+def test_the_docs_ablation_is_rendered_from_the_committed_run():
+    committed = DOCS.parent.parent / "results" / "digits-ablation.json"
+    text = DOCS.read_text()
+    assert "<!-- digits:ablation:start -->" in text
+    assert digits.render_page(text, committed, source="docs/results/digits-ablation.json") == text, \
+        "run python -m prcm_examples.digits render docs/results/digits-ablation.json docs/examples/digits.md"
+    result, _ = digits.load_ablation(committed)
+    assert result.blocks == digits.BLOCKS and len(result.seeds) == 5 and result.epochs == 10  # the default run
 
 
 @pytest.mark.parametrize("block", DOC_BLOCKS, ids=[f"block{i}" for i in range(len(DOC_BLOCKS))])
