@@ -21,6 +21,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import prcm
+from prcm import pages
 from prcm.cli import INSTALL, comma_choices, unavailable
 from parity.proof import results as saved
 from parity.proof.check import DEFAULT_DTYPES, DIRECTIONS, DTYPES, GRAD_MODES, MODES, SHAPES, STAGES, Result, cases, run_case
@@ -46,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "outputs in eval and train mode (shared dropout mask) and gradients, after converting weights "
         "in every direction, against a float64 NumPy reference; and timm / torchvision networks (ResNet, ResNet-D, "
         "EfficientNet, MobileNetV3) with each block against their NNX twins (prcm_jax.models), against a float64 copy "
-        "of the torch model.",
+        "of the torch model. 'python -m parity render RESULTS PAGE ...' writes the docs' network-parity tables from a "
+        "file saved with --out.",
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"modules: one shape per row (rotating through all {len(SHAPES)}) instead of every shape; "
@@ -75,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also save every case's figures and the run's provenance to this JSON file (for "
                         "'python -m parity render')")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir() and args.out.parent.exists()):
+        parser.error(f"--out: expected a file path (its folder is made), got {'a folder' if args.out.is_dir() else 'a path under a file'}: {args.out}")
     given = {part: any(getattr(args, name) is not None for name in names) for part, names in _PART_OPTIONS.items()}
     if args.parts is None:
         args.parts = tuple(p for p in PARTS if given[p]) if any(given.values()) else PARTS
@@ -96,7 +100,8 @@ def _pair(torch_error: float, jax_error: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the parts asked for, print their tables; 0 when every case passes, else 1."""
+    """Run the parts asked for, print their tables; 0 when every case passes, else 1
+    (``render`` as the first argument: :func:`render_command`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["render"]:
         return render_command(argv[1:])
@@ -111,32 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def render_command(argv: Sequence[str]) -> int:
-    """``python -m parity render RESULTS PAGE ... [--check]``: 0 when written or up to date, 1 when ``--check`` finds a page stale."""
-    parser = argparse.ArgumentParser(prog="python -m parity render", description="Write the network-parity tables of "
-                                     f"markdown pages from a saved run: each section between <!-- {saved.TAG}:start NETWORKS --> "
-                                     f"and <!-- {saved.TAG}:end --> gets the table of its comma-separated networks; nothing "
-                                     "else changes.")  # fmt: skip
-    parser.add_argument("results", type=Path, help="a file written by python -m parity --out")
-    parser.add_argument("pages", type=Path, nargs="+", help="the markdown pages to update")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a page differs from the rendering")
-    args = parser.parse_args(argv)
-    updated = {}
-    try:
-        data = saved.load(args.results)
-        for page in args.pages:
-            text = page.read_text()
-            updated[page] = (text, saved.render_page(text, data, source=f"`{args.results.as_posix()}`"))
-    except OSError as err:
-        parser.error(f"cannot read {err.filename}: {err.strerror or err}")
-    except ValueError as err:  # every page is rendered before any is written
-        parser.error(str(err))
-    stale = [page for page, (old, new) in updated.items() if old != new]
-    for page, (old, new) in updated.items():
-        if not args.check and old != new:
-            page.write_text(new)
-        state = "up to date" if old == new else ("differs from" if args.check else "written from")
-        print(f"{page}: {state} {args.results}")
-    return 1 if args.check and stale else 0
+    """``python -m parity render RESULTS PAGE ... [--check]`` (:func:`prcm.pages.render_command`): each page's
+    ``<!-- parity:networks:start NETWORKS -->`` section gets the table of its networks from a saved run."""
+    return pages.render_command("python -m parity render", saved.TAG, lambda text, path, source: saved.render_page(text, path, source),
+                                argv, what="a results file of python -m parity --out")  # fmt: skip
 
 
 def _modules(args: argparse.Namespace, console: Console) -> list[Result]:

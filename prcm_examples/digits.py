@@ -667,9 +667,11 @@ def ablation_text(result: Ablation, width: int = 120) -> str:
     return console.export_text()
 
 
-def save_ablation(result: Ablation, path: Path | str) -> Path:
-    """Write every run of ``result`` and where it ran (machine, commit, date) as JSON."""
-    data = {"meta": describe(), **dataclasses.asdict(result),
+def save_ablation(result: Ablation, path: Path | str, argv: Sequence[str] | None = None) -> Path:
+    """Write every run of ``result`` and where it ran (command, versions, machine, commit, date) as JSON."""
+    command = " ".join(["python -m prcm_examples.digits", *(sys.argv[1:] if argv is None else argv)])
+    versions = {"python": sys.version.split()[0], "torch": torch.__version__, "jax": jax.__version__, "numpy": np.__version__}
+    data = {"meta": {"command": command, "versions": versions, **describe()}, **dataclasses.asdict(result),
             "runs": [{"block": b, "framework": f, "runs": [dataclasses.asdict(r) for r in runs]} for (b, f), runs in result.runs.items()]}  # fmt: skip
     path = Path(path)
     path.write_text(json.dumps(data, indent=1) + "\n")
@@ -677,21 +679,26 @@ def save_ablation(result: Ablation, path: Path | str) -> Path:
 
 
 def load_ablation(path: Path | str) -> tuple[Ablation, dict]:
-    """A saved ablation and its ``meta``.
+    """A saved ablation and its ``meta``, checked.
 
     Raises:
-      ValueError: not a file of :func:`save_ablation`.
+      ValueError: not a file of :func:`save_ablation`, naming the file.
     """
-    data = json.loads(Path(path).read_text())
-    fields = {f.name for f in dataclasses.fields(Ablation)}
-    if not isinstance(data, dict) or not fields <= data.keys():
-        raise ValueError(f"{path}: expected an ablation.json of python -m prcm_examples.digits (keys {', '.join(sorted(fields))})")
-    runs = {(r["block"], r["framework"]): tuple(Run(**run) for run in r["runs"]) for r in data["runs"]}
-    return Ablation(tuple(data["seeds"]), data["epochs"], data["lr"], data["train_images"], data["test_images"], runs), data["meta"]
+    try:
+        data = json.loads(Path(path).read_text())
+        runs = {(r["block"], r["framework"]): tuple(Run(float(run["accuracy"]), float(run["loss"])) for run in r["runs"])
+                for r in data["runs"]}  # fmt: skip
+        result = Ablation(tuple(int(s) for s in data["seeds"]), int(data["epochs"]), float(data["lr"]), int(data["train_images"]),
+                          int(data["test_images"]), runs)  # fmt: skip
+        if not runs or any(len(r) != len(result.seeds) for r in runs.values()) or len(result.seeds) < 2:
+            raise ValueError(f"expected one run per seed ({len(result.seeds)}, at least 2) for each block and framework")
+        return result, dict(data.get("meta") or {})
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: expected an ablation.json of python -m prcm_examples.digits; {type(err).__name__}: {err}") from None
 
 
 def render_page(text: str, path: Path | str, source: str | None = None) -> str:
-    """``text`` (a markdown page) with its ablation sections written from a saved ablation.
+    """``text`` (a markdown page) with its ablation sections (:data:`TAG`) written from a saved ablation.
 
     Args:
       text: the page.
@@ -699,31 +706,19 @@ def render_page(text: str, path: Path | str, source: str | None = None) -> str:
       source: how the page names the file (default: ``path`` as given).
     """
     result, meta = load_ablation(path)
-    commit = (meta.get("commit") or {}).get("hash", "")[:10] or "unknown"
-    block = (f"```text\n{ablation_text(result).rstrip()}\n```\n\nRendered from `{source or Path(path).as_posix()}` (commit {commit}, "
-             f"{str(meta.get('date', ''))[:10]}) by `python -m prcm_examples.digits render`.")  # fmt: skip
+    commit = meta.get("commit") or {}
+    where = (f"commit {commit['hash'][:10]}{' with uncommitted changes' if commit.get('dirty') else ''}" if commit.get("hash")
+             else "commit unknown")  # fmt: skip
+    block = (f"```text\n{ablation_text(result).rstrip()}\n```\n\nRendered from `{source or Path(path).as_posix()}` "
+             f"(`{meta.get('command', 'python -m prcm_examples.digits')}`; {where}, {str(meta.get('date', 'date unknown'))[:10]}) "
+             "by `python -m prcm_examples.digits render`.")  # fmt: skip
     return pages.fill(text, TAG, lambda _: block)
 
 
 def render_command(argv: Sequence[str]) -> int:
-    """``python -m prcm_examples.digits render FILE PAGE ... [--check]``."""
-    parser = argparse.ArgumentParser(prog="python -m prcm_examples.digits render",
-                                     description=f"Write a saved ablation's tables into each <!-- {TAG}:start --> section of the pages.")  # fmt: skip
-    parser.add_argument("results", type=Path, help="an ablation.json written by the command")
-    parser.add_argument("pages", type=Path, nargs="+", help="markdown pages")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a page differs")
-    args = parser.parse_args(argv)
-    try:
-        updated = {page: (page.read_text(), render_page(page.read_text(), args.results)) for page in args.pages}
-    except OSError as err:
-        parser.error(f"cannot read {err.filename}: {err.strerror or err}")
-    except ValueError as err:
-        parser.error(str(err))
-    for page, (old, new) in updated.items():
-        if not args.check and old != new:
-            page.write_text(new)
-        print(f"{page}: {'up to date' if old == new else 'differs' if args.check else 'written'}")
-    return 1 if args.check and any(old != new for old, new in updated.values()) else 0
+    """``python -m prcm_examples.digits render FILE PAGE ... [--check]`` (:func:`prcm.pages.render_command`)."""
+    return pages.render_command("python -m prcm_examples.digits render", TAG, render_page, argv,
+                                what="an ablation.json written by python -m prcm_examples.digits")  # fmt: skip
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -808,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(table)
     console.print(gaps)
     console.print(note)
-    save_ablation(result, out / "ablation.json")
+    save_ablation(result, out / "ablation.json", argv)
     console.print(f"checkpoints and ablation.json in {out}")
     return 0
 

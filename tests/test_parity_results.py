@@ -16,7 +16,7 @@ from prcm import pages
 
 ROOT = Path(__file__).parent.parent
 COMMITTED = ROOT / "docs" / "results" / "parity.json"
-SOURCE = "`docs/results/parity.json`"
+SOURCE = "docs/results/parity.json"
 
 
 def _result(network: str, attention: str, ratio: float, *, exact: bool = True) -> NetworkResult:
@@ -36,7 +36,7 @@ def test_the_docs_parity_tables_are_rendered_from_the_committed_run():
     assert {"guide/networks.md", "guide/lightweight.md"} <= with_tables.keys()
     for name, path in with_tables.items():
         text = path.read_text()
-        assert saved.render_page(text, data, source=SOURCE) == text, f"docs/{name}: run python -m parity render {SOURCE[1:-1]} docs/{name}"
+        assert saved.render_page(text, data, source=SOURCE) == text, f"docs/{name}: run python -m parity render {SOURCE} docs/{name}"
     assert data["networks"] and all(case["ok"] for case in data["networks"])
     assert data["meta"]["commit"] and data["meta"]["limits"]
 
@@ -78,3 +78,22 @@ def test_render_writes_checks_and_refuses_bad_input_before_writing(tmp_path, cap
     with pytest.raises(SystemExit) as exit_:
         main(["render", str(path), str(bad)])
     assert exit_.value.code == 2 and f"expected a <!-- {saved.TAG}:end --> line after" in capsys.readouterr().err
+    for text, expected in ((f"<!-- {saved.TAG}:start -->\n<!-- {saved.TAG}:end -->\n", "expected the networks of a table"),
+                           ("# no section\n", f"{bad}: expected a <!-- {saved.TAG}:start ... --> line")):  # a typo'd page is not 'up to date'
+        bad.write_text(text)
+        with pytest.raises(SystemExit) as exit_:
+            main(["render", str(path), str(bad), "--check"])
+        assert exit_.value.code == 2 and expected in capsys.readouterr().err
+    broken = json.loads(path.read_text())
+    del broken["networks"][0]["checks"]["eval"]["typical"]
+    not_results.write_text(json.dumps(broken))
+    with pytest.raises(SystemExit) as exit_:
+        main(["render", str(not_results), str(good)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{not_results}: expected a results file" in err and "KeyError: 'typical'" in err
+
+
+def test_out_must_be_a_file_path_and_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--parts", "networks", "--networks", "resnet18", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "--out: expected a file path (its folder is made), got a folder" in capsys.readouterr().err

@@ -567,7 +567,8 @@ def round_trips(torch_model: torch.nn.Module, twin: nnx.Module) -> dict[str, boo
 
 
 def run_network_case(case: NetworkCase) -> NetworkResult:
-    """Build, randomise, convert and compare one network x attention."""
+    """Build, randomise, convert and compare one network x attention; then clear JAX's caches
+    of compiled code (a long sweep would otherwise run out of memory maps)."""
     from prcm_jax.models import from_timm
 
     rng = np.random.default_rng(case.seed)
@@ -577,7 +578,12 @@ def run_network_case(case: NetworkCase) -> NetworkResult:
     twin = from_timm(torch_model, seed=case.seed)
     errors, crossed = compare(torch_model, twin, x, seed=case.seed, train=case.train)
     checks = {check: summarize(tensors) for check, tensors in errors.items()}
-    return NetworkResult(case, checks, round_trips(torch_model, twin), crossed)
+    result = NetworkResult(case, checks, round_trips(torch_model, twin), crossed)
+    # A case compiles its network's executables (eager ops of every shape, jitted steps), each
+    # holding memory maps that no later case reuses: ~1,500 per MobileNetV3 case, so a full sweep
+    # would pass the kernel's vm.max_map_count (65,530) and XLA could no longer map code. Drop them.
+    jax.clear_caches()
+    return result
 
 
 #: Attentions whose train-mode checks ``--quick`` runs (the others: eval and round trips): none,

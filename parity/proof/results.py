@@ -2,6 +2,7 @@
 case's figures with the run's provenance (:func:`save`); ``python -m parity render FILE PAGE ...``
 writes the tables of the docs' pages from that file alone (:func:`render_page`), so a parity
 figure in the docs is never typed, and a test fails when a page and its committed run part.
+(The command itself is :func:`prcm.pages.render_command`.)
 
 A page asks for a table with a section (:mod:`prcm.pages`)::
 
@@ -60,14 +61,23 @@ def save(path: Path | str, *, modules: Iterable[Any] = (), networks: Iterable[An
 
 
 def load(path: Path | str) -> dict[str, Any]:
-    """A saved run, checked for the parts a rendering reads.
+    """A saved run, checked for every field a rendering reads.
 
     Raises:
-      ValueError: not a results file of ``python -m parity --out``.
+      ValueError: not a results file of ``python -m parity --out``, naming the file.
     """
-    data = json.loads(Path(path).read_text())
-    if not isinstance(data, dict) or not {"meta", "modules", "networks"} <= data.keys():
-        raise ValueError(f"{path}: expected a results file of 'python -m parity --out' (keys meta, modules, networks)")
+    want = "a results file of 'python -m parity --out' (an object with meta, modules, networks)"
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or not {"meta", "modules", "networks"} <= data.keys():
+            raise ValueError(f"got {type(data).__name__} with keys {sorted(data) if isinstance(data, dict) else []}")
+        for case in data["networks"]:
+            _ = (case["case"]["network"], case["case"]["attention"], case["case"]["batch"], case["case"]["image"],
+                 case["case"]["train"], case["exact"].values(), case["crossed"][1], case["ok"])  # fmt: skip
+            for check in case["checks"].values():
+                _ = (check["worst"][1], check["ratio"][0], check["typical"])
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ValueError(f"{path}: expected {want}; {type(err).__name__}: {err}") from None
     return data
 
 
@@ -91,7 +101,7 @@ def network_table(data: dict[str, Any], networks: Sequence[str]) -> str:
     the train step; the round trips.
 
     Raises:
-      ValueError: a network the run did not check.
+      ValueError: no network, or one the run did not check.
 
     Examples:
         >>> check = {"tensors": 1, "worst": [2.0, 3.0], "median": [1.0, 1.0], "ratio": [1.5, "logits"], "typical": 1.5}
@@ -106,6 +116,8 @@ def network_table(data: dict[str, Any], networks: Sequence[str]) -> str:
         <BLANKLINE>
         Rendered from ... (`python -m parity`; commit unknown, 2026-12-03, versions unknown) by `python -m parity render`; ...
     """
+    if not networks:
+        raise ValueError("expected the networks of a table after the start marker, e.g. <!-- parity:networks:start resnet18,resnet50 -->")
     limits = data["meta"].get("limits") or {}
     limit = lambda name: f" (limit {limits[name]:g})" if name in limits else ""  # noqa: E731
     rows = [f"| network | cases passed | eval logits, torch / JAX | gradients, worst tensor, torch / JAX | JAX / torch, "
@@ -152,12 +164,12 @@ def render_page(text: str, results: Path | str | dict[str, Any], source: str | N
       source: how the tables name the file (default: the path as given).
 
     Raises:
-      ValueError: markers out of order, or a section names a network the run did not check;
-        before anything is rendered.
+      ValueError: markers out of order, or a section names no network or one the run did not
+        check; before anything is rendered.
     """
     data = load(results) if isinstance(results, (Path, str)) else results
-    name = source or (f"`{results}`" if isinstance(results, (Path, str)) else None)
-    data = {**data, "meta": {**data["meta"], **({"path": name} if name else {})}}
+    name = source or (Path(results).as_posix() if isinstance(results, (Path, str)) else None)
+    data = {**data, "meta": {**data["meta"], **({"path": f"`{name}`"} if name else {})}}
     wanted = [args for args, _ in pages.sections(text, TAG)]
     tables = {args: network_table(data, [n.strip() for n in args.split(",") if n.strip()]) for args in wanted}
     return pages.fill(text, TAG, tables.__getitem__)
