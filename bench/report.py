@@ -18,6 +18,7 @@ from bench.analysis import Analysis, analyse, load_summary
 from bench.schema import Results, load
 from bench.suites import SUITES
 from prcm import pages
+from prcm.machine import commit_line
 
 __all__ = ["render", "write_report", "write_figures", "suite_tables", "markdown", "report_markdown", "headline",
            "headline_markdown", "provenance", "results_page", "run_line", "machine_line", "print_terminal", "README_MARKERS",
@@ -154,8 +155,7 @@ def provenance(meta: dict[str, Any]) -> str:
     if meta.get("device") and meta.get("device") != "cpu":
         where.append(f"{meta['device']} ({meta.get('device_kind')})")
     parts = [", ".join(where), *(f"{k} {versions[k]}" for k in ("torch", "jax", "flax") if k in versions),
-             f"commit {commit['hash'][:10]}{' with uncommitted changes' if commit.get('dirty') else ''}" if commit.get("hash")
-             else "commit unknown", str(meta.get("date") or meta.get("started") or "date unknown")[:10]]  # fmt: skip
+             commit_line(commit), str(meta.get("date") or meta.get("started") or "date unknown")[:10]]  # fmt: skip
     run = f"{'quick' if settings.get('quick') else 'full'} run" + (f", {sessions} sessions per thread setting" if sessions else "")
     return f"Measured on {', '.join(parts)} ({run})."
 

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe", "caches", "cpu_model", "commit", "memory_level", "last_level", "DRAM_FACTOR"]
+__all__ = ["describe", "caches", "cpu_model", "commit", "commit_line", "memory_level", "last_level", "DRAM_FACTOR"]
 
 #: A working set is DRAM-resident, and a bandwidth measured on it a claim about DRAM, from
 #: this many times the last-level cache on (below, part of it is served from the cache).
@@ -97,6 +97,18 @@ def commit(where: Path | None = None) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"hash": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def commit_line(found: dict[str, Any] | None) -> str:
+    """How a rendered page names the commit of a saved run (:func:`commit`'s dict, or ``None``).
+
+    Examples:
+        >>> commit_line({"hash": "0123456789abcdef", "dirty": True}), commit_line(None)
+        ('commit 0123456789 with uncommitted changes', 'commit unknown')
+    """
+    if not found or not found.get("hash"):
+        return "commit unknown"
+    return f"commit {found['hash'][:10]}{' with uncommitted changes' if found.get('dirty') else ''}"
 
 
 def describe() -> dict[str, Any]:

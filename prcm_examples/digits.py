@@ -60,7 +60,7 @@ from parity.arrays import to_numpy
 from parity.proof.reference import error_in_eps
 from prcm import pages
 from prcm.cli import at_least, comma_choices
-from prcm.machine import describe
+from prcm.machine import commit_line, describe
 from prcm_jax.models import Modes
 
 __all__ = [
@@ -706,9 +706,7 @@ def render_page(text: str, path: Path | str, source: str | None = None) -> str:
       source: how the page names the file (default: ``path`` as given).
     """
     result, meta = load_ablation(path)
-    commit = meta.get("commit") or {}
-    where = (f"commit {commit['hash'][:10]}{' with uncommitted changes' if commit.get('dirty') else ''}" if commit.get("hash")
-             else "commit unknown")  # fmt: skip
+    where = commit_line(meta.get("commit"))
     block = (f"```text\n{ablation_text(result).rstrip()}\n```\n\nRendered from `{source or Path(path).as_posix()}` "
              f"(`{meta.get('command', 'python -m prcm_examples.digits')}`; {where}, {str(meta.get('date', 'date unknown'))[:10]}) "
              "by `python -m prcm_examples.digits render`.")  # fmt: skip

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prcm import pages
-from prcm.machine import describe
+from prcm.machine import commit_line, describe
 
 __all__ = ["TAG", "record", "save", "load", "network_table", "render_page"]
 
@@ -146,8 +146,7 @@ def _provenance(meta: dict[str, Any]) -> str:
     commit = meta.get("commit") or {}
     versions = meta.get("versions") or {}
     shown = ", ".join(f"{name} {versions[name]}" for name in ("torch", "timm", "jax", "flax") if versions.get(name))
-    where = (f"commit {commit['hash'][:10]}{' with uncommitted changes' if commit.get('dirty') else ''}" if commit.get("hash")
-             else "commit unknown")  # fmt: skip
+    where = commit_line(commit)
     source = meta.get("path", "a saved run")
     return (f"Rendered from {source} (`{meta.get('command', 'python -m parity')}`; {where}, {str(meta.get('date', 'date unknown'))[:10]}, "
             f"{shown or 'versions unknown'}) by `python -m parity render`; errors in float32 eps x max|ref| of each tensor, "
