@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import findings, stats
 from prcm.machine import memory_level
-from bench.plan import COPIES, FRAMEWORK, reference
+from bench.plan import COPIES, FRAMEWORK, LAYOUTS, reference
 from bench.schema import Comparison, Record, Results
 from bench.suites import SUITES
 from bench.tables import find, fmt_ratio, lane_label, shape
@@ -189,11 +189,21 @@ def _train_answer(records: list[Record], comps: list[Comparison]) -> Answer | No
     return answer if answer.parts else None
 
 
-def _torch_best(records: list[Record], **lane: Any) -> Record | None:
-    """torch's fastest configuration (backend and layout) of a network lane."""
+def _torch_best(records: list[Record], comps: list[Comparison], **lane: Any) -> tuple[str, str | None, str] | None:
+    """torch's fastest configuration of a network lane: its backend, its layout and how the
+    answers name it. Where that backend's two layouts differ by nothing significant (or their
+    sessions disagree), torch's default layout stands for both and the name says so: the data
+    cannot pick one."""
     torch = [r for r in records if r.status == "ok" and r.median_ms is not None and FRAMEWORK.get(r.backend) == "torch"
              and all(getattr(r, k) == v for k, v in lane.items())]  # fmt: skip
-    return min(torch, key=lambda r: r.median_ms) if torch else None
+    if not torch:
+        return None
+    best = min(torch, key=lambda r: r.median_ms)
+    versus = find(comps, kind="layout", backend=best.backend, **lane)
+    if versus is None or (versus.significant and not versus.unstable):
+        return best.backend, best.layout, lane_label(best.backend, best.layout)
+    default = LAYOUTS[0] if best.layout is not None else None
+    return best.backend, default, f"{best.backend}, either layout: {winner(versus, 'channels-last', 'channels-first')}"
 
 
 def _network_answers(records: list[Record], comps: list[Comparison]) -> list[Answer]:
@@ -211,16 +221,17 @@ def _network_answers(records: list[Record], comps: list[Comparison]) -> list[Ans
             step = "inference" if workload == "forward" else "training step"
             at = dict(network=net, batch=big.batch, resolution=big.resolution, workload=workload)
             t = _fastest(mine, backend="jax-jit", module=block, **at)
-            best = _torch_best(mine, module=block, threads=t, **at)
+            best = _torch_best(mine, comps, module=block, threads=t, **at)
             if best is None:
                 continue
-            for backend, layout in ((best.backend, best.layout), ("jax-jit", None)):
-                if c := find(comps, kind="module", backend=backend, layout=layout, numerator=block, denominator="none", threads=t, **at):
-                    answer.parts.append(Part(f"{step}: {block} / none on {lane_label(backend, layout)}", c, _threads(t),
-                                             brief=backend != "jax-jit"))
-            if c := find(comps, kind="backend", module=block, numerator=best.backend, layout=best.layout, denominator="jax-jit",
+            backend, layout, name = best
+            for b, lay in ((backend, layout), ("jax-jit", None)):
+                if c := find(comps, kind="module", backend=b, layout=lay, numerator=block, denominator="none", threads=t, **at):
+                    answer.parts.append(Part(f"{step}: {block} / none on {lane_label(b, lay)}", c, _threads(t),
+                                             brief=b != "jax-jit"))
+            if c := find(comps, kind="backend", module=block, numerator=backend, layout=layout, denominator="jax-jit",
                          threads=t, **at):  # fmt: skip
-                answer.parts.append(Part(f"{step}: torch's best ({lane_label(best.backend, best.layout)}) / jax-jit", c, _threads(t)))
+                answer.parts.append(Part(f"{step}: torch's best ({name}) / jax-jit", c, _threads(t)))
         if answer.parts:
             out.append(answer)
     return out

@@ -227,9 +227,11 @@ def readme_section_matches(text: str, results: Results | Analysis | Path | str) 
 
 
 def results_page(analysis: Analysis, figures: dict[str, list[Path]] | None = None, prefix: str = ".") -> str:
-    """The docs' results page: the headline table, the answers, every suite's findings, tables
-    and figures (``figures`` by suite, as :func:`write_figures` gives them, linked under ``prefix``)."""
-    lines = ["# Results", "", headline(analysis), "", "## Answers", "", *[f"- {a}" for a in analysis.answers], ""]
+    """The docs' results page: the headline table, the answers, the method (with how many
+    significant findings to expect to be false), every suite's findings, tables and figures
+    (``figures`` by suite, as :func:`write_figures` gives them, linked under ``prefix``)."""
+    lines = ["# Results", "", headline(analysis), "", "## Answers", "", *[f"- {a}" for a in analysis.answers], "",
+             "## Method", "", *[f"- {m}" for m in _method(analysis)], ""]  # fmt: skip
     for name in dict.fromkeys(r.suite for r in analysis.records):
         rows, comps = analysis.suite(name)
         lines += [f"## {name}", ""]

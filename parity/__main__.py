@@ -118,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def render_command(argv: Sequence[str]) -> int:
     """``python -m parity render RESULTS PAGE ... [--check]`` (:func:`prcm.pages.render_command`): each page's
     ``<!-- parity:networks:start NETWORKS -->`` section gets the table of its networks from a saved run."""
-    return pages.render_command("python -m parity render", saved.TAG, lambda text, path, source: saved.render_page(text, path, source),
-                                argv, what="a results file of python -m parity --out")  # fmt: skip
+    return pages.render_command("python -m parity render", saved.TAG, saved.render_page, argv,
+                                what="a results file of python -m parity --out")  # fmt: skip
 
 
 def _modules(args: argparse.Namespace, console: Console) -> list[Result]:

@@ -7,8 +7,9 @@ modules that apply dropout in train mode the torch attribute of their dropout la
 the modules of the seed notebook, the seed's name. The classes are looked up by name when
 first asked for, so importing the catalog imports neither framework.
 
-Adding a module is one entry plus its three classes: in this package, an entry below; anywhere
-else (a test, a user's own block), ``CATALOG[name] = Entry(name, kind, packages=(...))``.
+Adding a module is one entry plus its three classes (exported by their packages): here, an
+entry below; anywhere else (a test, a user's own block), ``CATALOG[name] = Entry(name, kind,
+packages=(...))``.
 Parity, the benchmark and the tests read :data:`CATALOG` when they run. A new ``kind`` also
 needs its float64 reference math (``parity.proof.reference.HEADS``) and its :data:`KINDS` row.
 An option (:data:`OPTIONS`: the gate, SE's hidden activation) is a keyword of the same name

@@ -24,12 +24,18 @@ from torch import nn
 
 from prcm_torch.options import layer_name
 
-__all__ = ["Swap", "swap_attention", "ATTENTION_SLOTS", "swappable"]
+__all__ = ["Swap", "swap_attention", "ATTENTION_SLOTS", "TIMM_ATTENTION", "swappable"]
 
 #: Attribute names timm gives a block's attention module. A module there that is neither
 #: ``nn.Identity``, an SE-like block :func:`swappable` knows, nor a PRCM-family block is
-#: named: an error, or with ``unknown="keep"`` a report row (it is left in place).
+#: named: an error, or with ``unknown="keep"`` a report row (it is left in place). So is one of
+#: timm's other channel-attention modules (:data:`TIMM_ATTENTION`) under any name.
 ATTENTION_SLOTS: tuple[str, ...] = ("se", "se_module", "se_early", "attn", "attn_last", "attention")
+#: The ``attn_layer`` names of timm's lightweight attention modules (``timm.layers.get_attn``):
+#: the channel / coarse spatial attention that sits where an SE block would (the heavier ones,
+#: selective kernel, split and self-attention, replace convolutions instead).
+TIMM_ATTENTION: tuple[str, ...] = ("se", "ese", "eca", "ecam", "ceca", "ge", "gc", "gca", "cbam", "lcbam", "coord",
+                                   "scoord", "ela", "strip")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,20 @@ def swappable() -> tuple[type, ...]:
     """The attention classes :func:`swap_attention` replaces (timm's SE-like blocks and the
     family's own), for the installed timm."""
     return tuple(cls for cls, reader in _se_readers().items() if not isinstance(reader, str))
+
+
+def _timm_attention() -> set[type]:
+    """The classes behind :data:`TIMM_ATTENTION` in the installed timm (a name it lacks is skipped)."""
+    from timm.layers import get_attn
+
+    classes = set()
+    for name in TIMM_ATTENTION:
+        try:
+            made = get_attn(name)
+        except (AssertionError, ValueError, KeyError):  # a name this timm version does not have
+            continue
+        classes.add(getattr(made, "func", made))  # a partial's class
+    return classes
 
 
 def _gate_of(module: nn.Module, attribute: str) -> str | None:
@@ -133,7 +153,8 @@ def swap_attention(
         :class:`prcm_torch.AffinePRCM`.
       unknown: what to do with a module in an attention slot (:data:`ATTENTION_SLOTS`) that is
         not ``nn.Identity`` and not swappable (CBAM, GatherExcite, a ViT's self-attention,
-        timm's channels-last ``SqueezeExciteCl``): ``"raise"`` (default) names each in a
+        timm's channels-last ``SqueezeExciteCl``), or with one of timm's attention modules
+        (:data:`TIMM_ATTENTION`) under any name: ``"raise"`` (default) names each in a
         ``ValueError`` before any change; ``"keep"`` leaves them and reports them with
         ``new=None`` and the reason.
       input_size: ``(C, H, W)`` of an input, for blocks whose channel count is not in their
@@ -167,7 +188,7 @@ def swap_attention(
         raise TypeError(f"swap_attention: block must be a class such as prcm_torch.AffinePRCM (or a partial of one), got {block!r}")
     if unknown not in ("raise", "keep"):
         raise ValueError(f"swap_attention: unknown must be 'raise' or 'keep', got {unknown!r}")
-    readers = _se_readers()
+    readers, attention = _se_readers(), _timm_attention()
     found, refused = {}, {}
     for path, module in model.named_modules():
         reader = readers.get(type(module))
@@ -175,7 +196,7 @@ def swap_attention(
             found[path] = module
         elif isinstance(reader, str):
             refused[path] = reader
-        elif path.rpartition(".")[2] in ATTENTION_SLOTS and not isinstance(module, nn.Identity):
+        elif type(module) in attention or (path.rpartition(".")[2] in ATTENTION_SLOTS and not isinstance(module, nn.Identity)):
             refused[path] = "not a squeeze-and-excitation block swap_attention knows"
     kinds = {path: f"{type(m).__module__}.{type(m).__qualname__}" for path, m in model.named_modules()}
     if refused and unknown == "raise":

@@ -264,6 +264,18 @@ def test_a_report_opens_with_at_most_ten_answer_lines_with_intervals_and_setting
     assert "target" not in text.lower()
 
 
+def test_a_network_answer_picks_no_layout_the_data_cannot_tell_apart():
+    """torch's best configuration names its layout only where the layouts differ significantly;
+    otherwise it says so and takes the default layout's figures (never the faster median's)."""
+    run = synthetic_results()
+    for c in run.comparisons:
+        if c.kind == "layout" and c.module == "AffinePRCM":  # channels-last 0.80x made insignificant
+            c.ci95, c.significant = [0.6, 1.1], False
+    net = next(str(a) for a in analysis.analyse(run).answers if a.question.startswith("resnet18"))
+    assert "torch's best (torch-eager, either layout: no significant difference) / jax-jit 1.00x [" in net
+    assert "AffinePRCM / none on torch-eager 1.05x [" in net and " CL" not in net
+
+
 def test_no_answer_names_a_winner_the_data_cannot_tell():
     equal = synthetic_results()
     for c in equal.comparisons:  # every ratio made insignificant
@@ -483,6 +495,9 @@ def test_the_headline_table_and_results_page_render_from_the_results_alone(resul
     assert report.headline(analysis.analyse(schema.loads(schema.dumps(results)))) == table  # the same from the file
     page = report.results_page(found, {"latency": [Path("latency.png")]}, prefix="img")
     assert page.startswith("# Results\n\n" + table) and "![latency.png](img/latency.png)" in page and "## network" in page
+    method = page[page.index("## Method") :].split("\n## ")[0]  # after the answers, before the suites
+    assert page.index("## Answers") < page.index("## Method") < page.index("## latency")
+    assert "Benjamini-Hochberg at 5%: expect up to " in method
     assert report.headline_markdown(results) == table
 
 

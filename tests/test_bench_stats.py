@@ -8,9 +8,9 @@ within-session bootstrap, the interval over sessions, the heterogeneity test) on
 repetitions at once; ``test_the_simulation_computes_what_the_functions_do`` checks that the
 functions give the same on the same timings.
 
-Bands: ``REPS`` = 1000 repetitions per case, so a coverage of 0.95 has a binomial SE of
-0.0069 and the band [0.93, 0.97] is +-2.9 SE of it; a rate of at most 5% is checked on the
-same 1000 (SE 0.0069 at 5%). Seeds are fixed: the results are reproducible.
+Bands: ``REPS`` = 2000 repetitions per case, so a coverage of 0.95 has a binomial SE of
+0.0049 and the band [0.93, 0.97] is +-4.1 SE of it; a rate of at most 5% is checked on the
+same 2000 (SE 0.0049 at 5%). Seeds are fixed: the results are reproducible.
 """
 
 import math

@@ -229,6 +229,21 @@ def test_unknown_attention_is_named_and_nothing_changes():
     assert isinstance(model[1].attn, CbamModule) and isinstance(model[0].attn, prcm_torch.AffinePRCM)
 
 
+def test_timms_other_attention_is_named_under_any_attribute():
+    """CBAM or GlobalContext where no attention slot name says so is still named, not skipped."""
+    from timm.layers import GlobalContext
+
+    holder = nn.Module()
+    holder.mixer, holder.post = CbamModule(8), GlobalContext(8)
+    model = nn.Sequential(_Block(TimmSE(8)), holder)
+    with pytest.raises(ValueError, match=r"2 attention module\(s\) it cannot replace.*\n  1.mixer \(timm.layers.cbam.CbamModule\)"
+                                         r".*\n  1.post \(timm.layers.global_context.GlobalContext\)"):  # fmt: skip
+        swap_attention(model, prcm_torch.AffinePRCM)
+    assert isinstance(model[0].attn, TimmSE)
+    swaps = swap_attention(model, prcm_torch.AffinePRCM, unknown="keep")
+    assert [(s.path, s.new is None) for s in swaps] == [("0.attn", False), ("1.mixer", True), ("1.post", True)]
+
+
 def test_channels_last_se_is_refused_by_name():
     model = nn.Sequential(_Block(SqueezeExciteCl(8)), _Block(TimmSE(8)))
     with pytest.raises(ValueError, match=r"0.attn \(timm.layers.squeeze_excite.SqueezeExciteCl\): it works on channels-last"):
