@@ -23,7 +23,7 @@ import itertools
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -503,6 +503,34 @@ def _linen_target(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 # -- Flax -> torch --------------------------------------------------------------------------
 
 
+def _torch_values(source: FlaxSource, torch_module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every entry of ``torch_module``'s state_dict from ``source``, as a new CPU tensor in torch's
+    layout, one at a time (a caller that writes each into place holds one tensor's copy at a
+    time). Everything is checked when this is called, before the first value is made."""
+    if not isinstance(torch_module, nn.Module):
+        raise TypeError(f"expected a torch nn.Module as the target, got {type(torch_module).__name__}")
+    leaves, values = _flax_leaves(source)
+    state = torch_module.state_dict()
+    what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
+    pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
+    abstract = [p.leaf.name for p in pairs.values() if isinstance(_unboxed(values[(p.leaf.collection, *p.leaf.path)]), jax.ShapeDtypeStruct)]
+    if abstract:
+        fill = "torch_to_nnx" if isinstance(source, nnx.Module) else "torch_to_linen"
+        raise ConversionError(what, [f"Flax '{name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, "
+                                     f"e.g. with {fill}" for name in abstract])  # fmt: skip
+
+    def each() -> Iterator[tuple[str, torch.Tensor]]:
+        for key, tensor in state.items():
+            if key in pairs:
+                p = pairs[key]
+                value = np.asarray(_unboxed(values[(p.leaf.collection, *p.leaf.path)]))
+                yield key, to_torch(np.asarray(np.transpose(value, p.rule.torch_axes(value.ndim)), order="C"))
+            else:  # a torch-only buffer
+                yield key, torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)
+
+    return each()
+
+
 def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, torch.Tensor]:
     """A state_dict for ``torch_module`` holding a Flax model's weights (the module is untouched).
 
@@ -518,37 +546,23 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     Returns:
       CPU tensors, loadable with ``torch_module.load_state_dict(..., strict=True)``.
     """
-    if not isinstance(torch_module, nn.Module):
-        raise TypeError(f"expected a torch nn.Module as the target, got {type(torch_module).__name__}")
-    leaves, values = _flax_leaves(source)
-    state = torch_module.state_dict()
-    what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
-    pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
-    abstract = [p.leaf.name for p in pairs.values() if isinstance(_unboxed(values[(p.leaf.collection, *p.leaf.path)]), jax.ShapeDtypeStruct)]
-    if abstract:
-        fill = "torch_to_nnx" if isinstance(source, nnx.Module) else "torch_to_linen"
-        raise ConversionError(what, [f"Flax '{name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, "
-                                     f"e.g. with {fill}" for name in abstract])  # fmt: skip
-    out = {}
-    for key, tensor in state.items():
-        if key in pairs:
-            p = pairs[key]
-            value = np.asarray(_unboxed(values[(p.leaf.collection, *p.leaf.path)]))
-            out[key] = to_torch(np.asarray(np.transpose(value, p.rule.torch_axes(value.ndim)), order="C"))
-        else:  # a torch-only buffer
-            out[key] = torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)
-    return out
+    return dict(_torch_values(source, torch_module))
 
 
-def _load(torch_module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """``load_state_dict(strict=True)``; a skeleton with meta tensors is filled as with
-    ``assign=True`` (its meta tensors become the converted CPU tensors; the rest go to the
-    device of the tensor they replace)."""
-    targets = torch_module.state_dict()
-    meta = any(t.is_meta for t in targets.values())
-    if meta:
-        state = {k: v if targets[k].is_meta else v.to(targets[k].device) for k, v in state.items()}
-    torch_module.load_state_dict(state, strict=True, assign=meta)
+def _load(torch_module: nn.Module, source: FlaxSource) -> nn.Module:
+    """Fill ``torch_module`` from ``source``. Tensors that hold memory are written in place one
+    at a time, as ``load_state_dict`` copies (so the host holds one converted tensor at a time,
+    never a second copy of the model); a skeleton with meta tensors takes the converted tensors
+    themselves, as with ``assign=True`` (the rest go to the device of the tensor they replace)."""
+    values = _torch_values(source, torch_module)  # checks everything first
+    targets = torch_module.state_dict(keep_vars=True)
+    if any(t.is_meta for t in targets.values()):  # the converted tensors become the model: no second copy
+        state = {k: v if targets[k].is_meta else v.to(targets[k].device) for k, v in values}
+        torch_module.load_state_dict(state, strict=True, assign=True)
+        return torch_module
+    with torch.no_grad():
+        for key, value in values:
+            targets[key].copy_(value)
     return torch_module
 
 
@@ -572,7 +586,7 @@ def nnx_to_torch(nnx_module: nnx.Module, torch_module: nn.Module) -> nn.Module:
     """
     if not isinstance(nnx_module, nnx.Module):
         raise TypeError(f"expected an nnx.Module as the source, got {type(nnx_module).__name__}")
-    return _load(torch_module, torch_state_dict(nnx_module, torch_module))
+    return _load(torch_module, nnx_module)
 
 
 def linen_to_torch(variables: Mapping[str, Any], torch_module: nn.Module) -> nn.Module:
@@ -588,7 +602,7 @@ def linen_to_torch(variables: Mapping[str, Any], torch_module: nn.Module) -> nn.
     """
     if isinstance(variables, nnx.Module):
         raise TypeError("expected linen variables, got an nnx.Module; use nnx_to_torch")
-    return _load(torch_module, torch_state_dict(variables, torch_module))
+    return _load(torch_module, variables)
 
 
 def save_safetensors(source: FlaxSource, torch_module: nn.Module, path: str | os.PathLike) -> None:

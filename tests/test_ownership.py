@@ -1,7 +1,9 @@
 """Converted values own their memory: changing the source after a conversion, in any way a user
 would (an in-place op, an optimizer step, a train-mode forward that updates BatchNorm statistics,
-``load_state_dict``, rewriting the checkpoint file, a donated JAX update), never changes the
-converted model. JAX arrays are immutable by contract; a buffer shared with a torch tensor is not."""
+``load_state_dict``, rewriting the checkpoint file; on the Flax side a train-mode forward, an
+optax step, ``nnx.update``, a donated JAX update), never changes the converted model. JAX arrays
+are immutable by contract; a buffer shared with a torch tensor is not. And a conversion holds
+one tensor in flight on the host, never a second copy of the model."""
 
 from __future__ import annotations
 
@@ -147,3 +149,75 @@ def test_sharded_and_committed_targets_get_their_own_copies():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-4000:]
+
+
+FLAX_MUTATIONS = ("train-mode forward", "optimizer step", "nnx.update")
+
+
+@pytest.mark.parametrize("how", FLAX_MUTATIONS)
+def test_nnx_to_torch_is_independent_of_the_nnx_model(how):
+    """The torch model keeps its values when the NNX source then trains: a train-mode forward that
+    updates BatchNorm statistics, an optax step through ``nnx.Optimizer``, ``nnx.update``."""
+    optax = pytest.importorskip("optax")
+    from prcm_examples.digits import Net, TorchNet
+
+    model = Net("AffinePRCM", rngs=nnx.Rngs(0))
+    torch_model = parity.nnx_to_torch(model, TorchNet("AffinePRCM"))
+    before = {k: v.clone() for k, v in torch_model.state_dict().items()}
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8, 8, 1)), jnp.float32)
+    stats = _flax_values(nnx.state(model, nnx.BatchStat))
+    if how == "train-mode forward":
+        model.train()
+        model(x)
+        assert not _same(stats, _flax_values(nnx.state(model, nnx.BatchStat)))  # the statistics did move
+    elif how == "optimizer step":
+        model.train()
+        optimizer = nnx.Optimizer(model, optax.sgd(0.5), wrt=nnx.Param)
+        optimizer.update(model, nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model))
+    else:
+        nnx.update(model, jax.tree.map(lambda a: a + 1, nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))))
+    for key, value in torch_model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
+class _Stack(torch.nn.Module):
+    def __init__(self, layers: int, width: int) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(layers)])
+
+
+class _NNXStack(nnx.Module):
+    def __init__(self, layers: int, width: int, rngs: nnx.Rngs) -> None:
+        self.layers = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(layers)])
+
+
+@pytest.mark.parametrize("direction", ["torch -> nnx", "torch -> linen", "nnx -> torch", "linen -> torch"])
+def test_conversion_holds_one_tensor_in_flight_not_a_second_model(direction):
+    """Host memory a conversion holds in flight (numpy's copies, which tracemalloc sees, beyond
+    what the result keeps) stays at the size of a tensor or two, while the model is eight of
+    them: values are made and put one at a time, never as a second copy of the model."""
+    import tracemalloc
+
+    layers, width = 8, 512
+    source = _Stack(layers, width)
+    nnx_model = _NNXStack(layers, width, nnx.Rngs(0))
+    params = nnx.to_pure_dict(nnx.state(nnx_model, nnx.Param))["layers"]
+    linen = {"params": {"layers": {str(i): params[i] for i in range(layers)}}}
+    abstract, linen_abstract = nnx.eval_shape(lambda: _NNXStack(layers, width, nnx.Rngs(0))), jax.eval_shape(lambda: linen)
+    convert = {
+        "torch -> nnx": lambda: parity.torch_to_nnx(source, nnx.clone(abstract)),
+        "torch -> linen": lambda: parity.torch_to_linen(source, linen_abstract),
+        "nnx -> torch": lambda: parity.nnx_to_torch(nnx_model, source),
+        "linen -> torch": lambda: parity.linen_to_torch(linen, source),
+    }[direction]
+    convert()  # once before measuring: what a first call caches (traces, dispatch tables) is not a copy of the model
+    tensor = width * width * 4
+    tracemalloc.start()
+    try:
+        result = convert()
+        kept, peak = tracemalloc.get_traced_memory()  # kept: host buffers JAX's CPU client adopted as the result's own
+    finally:
+        tracemalloc.stop()
+    extra = peak - kept
+    assert extra <= 2.5 * tensor, f"{direction}: {extra / 1e6:.1f} MB in flight at peak; one tensor is {tensor / 1e6:.1f} MB, the model {layers * tensor / 1e6:.1f} MB"
+    assert result is not None
