@@ -1,6 +1,6 @@
 """``python -m bench``: the seed's latency study on torch-eager, torch-compile, jax-jit and jax-eager.
 
-Three commands:
+Five commands:
 
 * ``python -m bench [run] [flags]``: run the study (``run`` may be left out). Suites: see
   ``--suites``; the timing suites at 1 thread and at all threads (``--threads``), each point in
@@ -14,6 +14,8 @@ Three commands:
 * ``python -m bench readme RESULTS README [--check]``: the README's headline table (between
   ``<!-- bench:headline:start -->`` and ``<!-- bench:headline:end -->``) rendered from a saved run;
   ``--check`` only says whether it is up to date.
+* ``python -m bench render RESULTS PAGE ... [--check]``: each ``<!-- bench:network:start NETWORK, ... -->``
+  section of the pages gets what a block costs inside those networks, from a saved run.
 
 RESULTS, OLD and NEW are a ``results.json`` or the folder holding one.
 """
@@ -34,12 +36,13 @@ from bench import schema
 from bench.plan import BACKENDS, Settings
 from bench.suites import SUITES
 from bench.threads import ALLOCATOR, cpus, parse_threads, steady_malloc
+from prcm import pages
 from prcm.cli import INSTALL, at_least, comma_choices, unavailable
 
 __all__ = ["main", "parse_args", "COMMANDS"]
 
 #: The subcommands; anything else is the study's own flags.
-COMMANDS = ("run", "report", "compare", "readme")
+COMMANDS = ("run", "report", "compare", "readme", "render")
 PROG = "python -m bench"
 
 
@@ -51,7 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "with training steps, timm networks against their NNX twins, kernels per call (fusion) and achieved memory "
         "bandwidth (roofline); every ratio with a 95% confidence interval over several processes. "
         f"Also: '{PROG} report RESULTS' renders a saved run again, '{PROG} compare OLD NEW' sets two runs side by side, "
-        f"'{PROG} readme RESULTS README' writes the README's headline table from a saved run.",
+        f"'{PROG} readme RESULTS README' writes the README's headline table from a saved run, '{PROG} render RESULTS "
+        "PAGE...' the block-cost tables of the docs' pages.",
     )
     parser.add_argument("--quick", action="store_true", help="every suite on fewer points, shorter timing (about twenty minutes on 2 CPU cores; the full run takes hours)")
     parser.add_argument("--suites", type=comma_choices("suite", tuple(SUITES)), default=tuple(SUITES),
@@ -327,12 +331,22 @@ def readme_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def render_command(argv: Sequence[str]) -> int:
+    """``python -m bench render RESULTS PAGE ... [--check]`` (:func:`prcm.pages.render_command`): each page's
+    ``<!-- bench:network:start NETWORK, ... -->`` section gets what a block costs inside those networks."""
+    from bench import report
+
+    return pages.render_command(f"{PROG} render", report.NETWORK_TAG, report.render_network_sections, argv,
+                                what="a results.json written by python -m bench, or its folder")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to ``run`` (the default), ``report``, ``compare`` or ``readme``."""
+    """Dispatch to ``run`` (the default), ``report``, ``compare``, ``readme`` or ``render``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
     rest = argv[1:] if argv and argv[0] in COMMANDS else argv
-    return {"run": run, "report": report_command, "compare": compare_command, "readme": readme_command}[command](rest)
+    return {"run": run, "report": report_command, "compare": compare_command, "readme": readme_command,
+            "render": render_command}[command](rest)  # fmt: skip
 
 
 if __name__ == "__main__":

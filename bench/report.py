@@ -22,11 +22,14 @@ from prcm.machine import commit_line
 
 __all__ = ["render", "write_report", "write_figures", "suite_tables", "markdown", "report_markdown", "headline",
            "headline_markdown", "provenance", "results_page", "run_line", "machine_line", "print_terminal", "README_MARKERS",
-           "readme_section", "with_readme_section", "readme_section_matches"]  # fmt: skip
+           "readme_section", "with_readme_section", "readme_section_matches", "NETWORK_TAG", "render_network_sections"]  # fmt: skip
 
 #: The lines a README's headline section sits between (:func:`with_readme_section`).
 README_TAG = "bench:headline"
 README_MARKERS = (f"<!-- {README_TAG}:start -->", f"<!-- {README_TAG}:end -->")
+#: The tag of a page's block-cost sections, ``<!-- bench:network:start NETWORK, ... -->``
+#: (:func:`render_network_sections`).
+NETWORK_TAG = "bench:network"
 
 
 def suite_tables(analysis: Analysis) -> list[tables.Table]:
@@ -224,6 +227,50 @@ def readme_section_matches(text: str, results: Results | Analysis | Path | str) 
       ValueError: the README has no headline section (see :data:`README_MARKERS`).
     """
     return readme_section(text) == headline_markdown(results).strip("\n")
+
+
+def render_network_sections(text: str, results: Results | Path | str, source: str | None = None) -> str:
+    """``text`` (a markdown page) with each :data:`NETWORK_TAG` section holding what a block costs
+    inside the networks its start marker names (:func:`bench.tables.block_costs`), from a saved
+    run, and where the figures come from; the rest of the page is kept.
+
+    Args:
+      text: the page.
+      results: a saved run, its ``results.json`` or its folder.
+      source: how the section names the file (default: the path as given).
+
+    Raises:
+      ValueError: markers out of order, or a section names no network or one the run did not
+        time; before anything is rendered.
+
+    Examples:
+        >>> page = "# Page\\n\\n<!-- bench:network:start resnet18 -->\\n<!-- bench:network:end -->\\n"
+        >>> render_network_sections(page, Results({"date": "2026-01-02"}))
+        Traceback (most recent call last):
+        ...
+        ValueError: a bench:network section names resnet18, which the run did not time (it timed none)
+    """
+    if not isinstance(results, Results):
+        path = Path(results) / "results.json" if Path(results).is_dir() else Path(results)
+        source, results = source or path.as_posix(), load(path)
+    found = analyse(results)
+    rows, comps = found.suite("network")
+    timed = list(dict.fromkeys(r.network for r in rows))
+    wanted = {args: [n.strip() for n in args.split(",") if n.strip()] for args, _ in pages.sections(text, NETWORK_TAG)}
+    for args, names in wanted.items():
+        if not names:
+            raise ValueError(f"a {NETWORK_TAG} section names no network; name them on its start line, e.g. "
+                             f"<!-- {NETWORK_TAG}:start {', '.join(timed) or 'resnet18'} -->")  # fmt: skip
+        if missing := [n for n in names if n not in timed]:
+            raise ValueError(f"a {NETWORK_TAG} section names {', '.join(missing)}, which the run did not time "
+                             f"(it timed {', '.join(timed) or 'none'})")  # fmt: skip
+    where = f" From `{source}`." if source else ""
+
+    def section(args: str) -> str:
+        mine = [r for r in rows if r.network in wanted[args]]
+        return "\n\n".join([*map(markdown, tables.block_costs(mine, comps)), provenance(found.meta) + where])
+
+    return pages.fill(text, NETWORK_TAG, section)
 
 
 def results_page(analysis: Analysis, figures: dict[str, list[Path]] | None = None, prefix: str = ".") -> str:

@@ -17,7 +17,7 @@ from bench import stats
 from bench.plan import COMPONENTS, LOOP, MIN_TRAFFIC, SUM_OF_PARTS
 from bench.schema import Comparison, Record
 
-__all__ = ["Table", "fmt_ratio", "fmt_overhead", "lane_label", "generic", "params", "latency", "components", "sweep",
+__all__ = ["Table", "fmt_ratio", "fmt_overhead", "lane_label", "generic", "params", "latency", "components", "sweep", "block_costs",
            "train", "fusion", "roofline", "dispatch", "network", "threads", "flags", "FAULTS"]  # fmt: skip
 
 #: Unstable lanes listed in the flags table (all are in results.json).
@@ -341,6 +341,31 @@ def network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]
             table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module, " / ".join(params_),
                                *[_ms(idx.get(lane)) for lane in lanes], "; ".join(overhead), "; ".join(versus_se), *ratios, "; ".join(layout),
                                " / ".join(_faults(idx.get(lane)) or "-" for lane in lanes)])  # fmt: skip
+        out.append(table)
+    return out
+
+
+def block_costs(rows: list[Record], comps: list[Comparison]) -> list[Table]:
+    """What each attention block costs inside a network: its parameters, its time over the same
+    network without attention and over timm's SE, per backend (one table per thread setting)."""
+    out = []
+    lanes = list(dict.fromkeys((r.backend, r.layout) for r in rows))
+    for t in thread_settings(rows):
+        table = Table(f"block cost inside the networks, {t} thread(s)",
+                      ["network", "input", "step", "attention", "params", *[f"{lane_label(*lane)} vs none" for lane in lanes],
+                       "time / timm's SE (per backend)"],
+                      note="params: the whole network with that attention (none: without any); vs none: time with the block / "
+                           "time without it - 1, 95% CI over sessions; time / timm's SE: the same network with timm's "
+                           "squeeze-and-excitation in the block's place; CL: torch.channels_last; forward = inference in "
+                           "eval mode, train = one training step")  # fmt: skip
+        for net, point, workload, module in dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t):
+            sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
+            at = dict(network=net, workload=workload, threads=t, batch=point[0], resolution=point[2])
+            versus = {den: [find(comps, kind="module", backend=b, layout=lay, numerator=module, denominator=den, **at) for b, lay in lanes]
+                      for den in ("none", "se")}  # fmt: skip
+            table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module,
+                               " / ".join(sorted({f"{r.params:,}" for r in sel if r.params})), *map(fmt_overhead, versus["none"]),
+                               "; ".join(f"{lane_label(*lane)}: {fmt_ratio(c)}" for lane, c in zip(lanes, versus["se"]) if c)])  # fmt: skip
         out.append(table)
     return out
 

@@ -523,6 +523,29 @@ def test_the_readme_headline_is_written_and_checked_from_a_saved_run_without_tor
     assert refused.returncode == 2 and "expected one <!-- bench:headline:start --> line" in refused.stderr
 
 
+def test_a_page_gets_the_block_costs_of_its_networks_from_a_saved_run_without_torch_or_jax(tmp_path, results):
+    run = tmp_path / "run"
+    run.mkdir()
+    schema.save(run / "results.json", results)
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n<!-- bench:network:start resnet18 -->\nold\n<!-- bench:network:end -->\n\nmore\n")
+    assert _blocked("render", run, page, "--check").returncode == 1 and "old" in page.read_text()
+    done = _blocked("render", run, page)
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert "| resnet18 | (1, 3, 64, 64) | forward | AffinePRCM |" in text and "| torch-eager vs none |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| resnet18 | (1, 3, 64, 64) | forward | AffinePRCM |"))
+    c = next(c for c in analysis.analyse(results).comparisons if (c.network, c.kind, c.numerator, c.denominator, c.backend, c.layout,
+             c.workload, c.threads) == ("resnet18", "module", "AffinePRCM", "none", "jax-jit", None, "forward", 1))  # fmt: skip
+    assert tables.fmt_overhead(c) in row  # the figure is the analysis' comparison, as the results page shows it
+    assert text.endswith(f"From `{run.as_posix()}`.\n<!-- bench:network:end -->\n\nmore\n")
+    assert _blocked("render", run, page, "--check").returncode == 0
+    page.write_text("<!-- bench:network:start efficientnet_b0 -->\n<!-- bench:network:end -->\n")
+    refused = _blocked("render", run, page)
+    assert refused.returncode == 2 and "names efficientnet_b0, which the run did not time (it timed resnet18)" in refused.stderr
+    assert page.read_text() == "<!-- bench:network:start efficientnet_b0 -->\n<!-- bench:network:end -->\n"  # nothing written
+
+
 def _changed(results: Results, factor: float, lanes_of: str) -> Results:
     """``results`` with every round of ``lanes_of``'s lanes ``factor`` times slower, and jax 0.11."""
     records = []

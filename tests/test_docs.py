@@ -46,3 +46,13 @@ def test_the_results_page_is_rendered_from_the_committed_run(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "benchmark" / "results.md").read_text() == (DOCS / "benchmark" / "results.md").read_text()
     assert sorted(p.name for p in (tmp_path / "results").glob("*.png")) == sorted(p.name for p in (DOCS / "results").glob("*.png"))
+
+
+def test_the_block_costs_on_the_docs_pages_are_rendered_from_the_committed_run():
+    """Every <!-- bench:network --> section of the docs is what ``bench render`` makes of
+    docs/results/results.json."""
+    pages = [p for p in sorted(DOCS.rglob("*.md")) if "<!-- bench:network:start" in p.read_text()]
+    assert pages, "no page shows the block costs"
+    done = subprocess.run([sys.executable, "-m", "bench", "render", "docs/results/results.json", *map(str, pages), "--check"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
