@@ -364,7 +364,7 @@ def block_costs(rows: list[Record], comps: list[Comparison]) -> list[Table]:
             versus = {den: [find(comps, kind="module", backend=b, layout=lay, numerator=module, denominator=den, **at) for b, lay in lanes]
                       for den in ("none", "se")}  # fmt: skip
             table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module,
-                               " / ".join(sorted({f"{r.params:,}" for r in sel if r.params})), *map(fmt_overhead, versus["none"]),
+                               " / ".join(f"{p:,}" for p in sorted({r.params for r in sel if r.params})), *map(fmt_overhead, versus["none"]),
                                "; ".join(f"{lane_label(*lane)}: {fmt_ratio(c)}" for lane, c in zip(lanes, versus["se"]) if c)])  # fmt: skip
         out.append(table)
     return out

@@ -513,11 +513,18 @@ def _torch_values(source: FlaxSource, torch_module: nn.Module) -> Iterator[tuple
     state = torch_module.state_dict()
     what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
     pairs = {p.key: p for p in _pair(what, leaves, state, torch_module)}
-    abstract = [p.leaf.name for p in pairs.values() if isinstance(_unboxed(values[(p.leaf.collection, *p.leaf.path)]), jax.ShapeDtypeStruct)]
-    if abstract:
-        fill = "torch_to_nnx" if isinstance(source, nnx.Module) else "torch_to_linen"
-        raise ConversionError(what, [f"Flax '{name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, "
-                                     f"e.g. with {fill}" for name in abstract])  # fmt: skip
+    fill = "torch_to_nnx" if isinstance(source, nnx.Module) else "torch_to_linen"
+    problems = []
+    for p in pairs.values():
+        value = _unboxed(values[(p.leaf.collection, *p.leaf.path)])
+        if isinstance(value, jax.ShapeDtypeStruct):
+            problems.append(f"Flax '{p.leaf.name}' is abstract (a ShapeDtypeStruct, no values): fill the source first, e.g. with {fill}")
+        elif isinstance(value, jax.Array) and value.is_deleted():
+            problems.append(f"Flax '{p.leaf.name}' was deleted (donated to a jitted call?): convert the arrays that call returned")
+        elif isinstance(value, jax.Array) and not value.is_fully_addressable:
+            problems.append(f"Flax '{p.leaf.name}' is not fully addressable from this process (multi-host): gather it first")
+    if problems:  # every value can be read: a conversion that starts writing finishes
+        raise ConversionError(what, problems)
 
     def each() -> Iterator[tuple[str, torch.Tensor]]:
         for key, tensor in state.items():
@@ -549,20 +556,42 @@ def torch_state_dict(source: FlaxSource, torch_module: nn.Module) -> dict[str, t
     return dict(_torch_values(source, torch_module))
 
 
+def _redefines(cls: type, name: str) -> bool:
+    """Whether ``cls`` has its own ``name`` (a state_dict method) where the torch layer it derives
+    from has none (timm's ``BatchNormAct2d`` refines ``BatchNorm2d``'s own: not counted)."""
+    if cls.__module__.startswith("torch.") or getattr(cls, name) is getattr(nn.Module, name):
+        return False
+    base = next(b for b in cls.__mro__[1:] if b.__module__.startswith("torch.nn"))
+    return getattr(base, name) is getattr(nn.Module, name)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` or a submodule changes what ``state_dict`` / ``load_state_dict`` do:
+    state_dict or load hooks, or its own ``_save_to_state_dict`` / ``_load_from_state_dict``."""
+    return any(m._state_dict_hooks or m._state_dict_pre_hooks or m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks
+               or _redefines(type(m), "_save_to_state_dict") or _redefines(type(m), "_load_from_state_dict")
+               for m in module.modules())  # fmt: skip
+
+
 def _load(torch_module: nn.Module, source: FlaxSource) -> nn.Module:
     """Fill ``torch_module`` from ``source``. Tensors that hold memory are written in place one
     at a time, as ``load_state_dict`` copies (so the host holds one converted tensor at a time,
     never a second copy of the model); a skeleton with meta tensors takes the converted tensors
-    themselves, as with ``assign=True`` (the rest go to the device of the tensor they replace)."""
+    themselves, as with ``assign=True`` (the rest go to the device of the tensor they replace);
+    a model whose modules hook or redefine their state_dict goes through ``load_state_dict``."""
     values = _torch_values(source, torch_module)  # checks everything first
     targets = torch_module.state_dict(keep_vars=True)
-    if any(t.is_meta for t in targets.values()):  # the converted tensors become the model: no second copy
-        state = {k: v if targets[k].is_meta else v.to(targets[k].device) for k, v in values}
-        torch_module.load_state_dict(state, strict=True, assign=True)
+    meta = any(t.is_meta for t in targets.values())
+    if meta or _hooked(torch_module):  # the converted tensors become the model, or its hooks decide where they go
+        state = {k: v if not meta or targets[k].is_meta else v.to(targets[k].device) for k, v in values}
+        torch_module.load_state_dict(state, strict=True, assign=meta)
         return torch_module
     with torch.no_grad():
         for key, value in values:
-            targets[key].copy_(value)
+            try:
+                targets[key].copy_(value)
+            except RuntimeError as err:
+                raise RuntimeError(f"while copying '{key}' into the torch model: {err}") from err
     return torch_module
 
 

@@ -203,6 +203,10 @@ def swap_attention(
         rows = "\n  ".join(f"{path} ({kinds[path]}): {why}" for path, why in refused.items())
         raise ValueError(f"swap_attention: {len(refused)} attention module(s) it cannot replace; nothing was changed "
                          f"(pass unknown='keep' to leave them in place and replace the rest):\n  {rows}")  # fmt: skip
+    if not found and refused:  # unknown="keep" and nothing it could replace
+        rows = "\n  ".join(f"{path} ({kinds[path]}): {why}" for path, why in refused.items())
+        raise ValueError(f"swap_attention: {type(model).__name__} has no block it can replace, only {len(refused)} attention "
+                         f"module(s) it does not know (nothing was changed):\n  {rows}")  # fmt: skip
     if not found:
         names = ", ".join(sorted({c.__name__ for c in swappable()}))
         raise ValueError(f"swap_attention: found no squeeze-and-excitation block in {type(model).__name__} (known: {names}); "

@@ -194,11 +194,11 @@ class _NNXStack(nnx.Module):
 @pytest.mark.parametrize("direction", ["torch -> nnx", "torch -> linen", "nnx -> torch", "linen -> torch"])
 def test_conversion_holds_one_tensor_in_flight_not_a_second_model(direction):
     """Host memory a conversion holds in flight (numpy's copies, which tracemalloc sees, beyond
-    what the result keeps) stays at the size of a tensor or two, while the model is eight of
+    what the result keeps) stays at the size of a few tensors, while the model is sixteen of
     them: values are made and put one at a time, never as a second copy of the model."""
     import tracemalloc
 
-    layers, width = 8, 512
+    layers, width = 16, 512
     source = _Stack(layers, width)
     nnx_model = _NNXStack(layers, width, nnx.Rngs(0))
     params = nnx.to_pure_dict(nnx.state(nnx_model, nnx.Param))["layers"]
@@ -219,5 +219,40 @@ def test_conversion_holds_one_tensor_in_flight_not_a_second_model(direction):
     finally:
         tracemalloc.stop()
     extra = peak - kept
-    assert extra <= 2.5 * tensor, f"{direction}: {extra / 1e6:.1f} MB in flight at peak; one tensor is {tensor / 1e6:.1f} MB, the model {layers * tensor / 1e6:.1f} MB"
+    # a tensor and its transposed copy, and one more that JAX's host transfer may release late on a busy machine
+    assert extra < 4 * tensor, f"{direction}: {extra / 1e6:.1f} MB in flight at peak; one tensor is {tensor / 1e6:.1f} MB, the model {layers * tensor / 1e6:.1f} MB"
     assert result is not None
+
+
+@pytest.mark.parametrize("source", ["nnx", "linen"])
+def test_a_donated_source_array_converts_nothing(source):
+    """A Flax value that cannot be read (donated to a jitted call) is refused before the first
+    torch tensor is written: the target is not half-converted."""
+    from prcm_examples.digits import Net, TorchNet
+
+    model = Net("AffinePRCM", rngs=nnx.Rngs(0))
+    variables = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param)), "batch_stats": nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))}
+    stats = nnx.state(model, nnx.BatchStat) if source == "nnx" else variables["batch_stats"]
+    jax.jit(lambda s: jax.tree.map(lambda a: a * 0.9, s), donate_argnums=0)(stats)  # the last values are now deleted
+    target = TorchNet("AffinePRCM")
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(parity.ConversionError, match=r"was deleted \(donated to a jitted call\?\)"):
+        parity.nnx_to_torch(model, target) if source == "nnx" else parity.linen_to_torch(variables, target)
+    for key, value in target.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_model_that_hooks_its_state_dict_is_loaded_through_it():
+    """Where a module's hooks decide what load_state_dict does, Flax -> torch goes through it:
+    a post-hook runs, and a state_dict hook that hands out new tensors still gets the values."""
+    entry = CATALOG["AffinePRCM"]
+    source = entry.build_nnx(16, 4)
+    seen = []
+    post = entry.build_torch(16, 4)
+    post.register_load_state_dict_post_hook(lambda module, keys: seen.append(module))
+    parity.nnx_to_torch(source, post)
+    assert seen == [post]
+    copies = entry.build_torch(16, 4)
+    copies._register_state_dict_hook(lambda module, state, prefix, local: {k: v.clone() for k, v in state.items()})
+    parity.nnx_to_torch(source, copies)
+    np.testing.assert_array_equal(copies.basis.detach().numpy(), np.asarray(source.basis[...]))

@@ -244,6 +244,14 @@ def test_timms_other_attention_is_named_under_any_attribute():
     assert [(s.path, s.new is None) for s in swaps] == [("0.attn", False), ("1.mixer", True), ("1.post", True)]
 
 
+def test_a_model_with_only_unknown_attention_says_so_when_kept():
+    model = nn.Sequential(_Block(CbamModule(8)))
+    with pytest.raises(ValueError, match=r"Sequential has no block it can replace, only 1 attention module\(s\) it does not know "
+                                         r"\(nothing was changed\):\n  0.attn \(timm.layers.cbam.CbamModule\)"):  # fmt: skip
+        swap_attention(model, prcm_torch.AffinePRCM, unknown="keep")
+    assert isinstance(model[0].attn, CbamModule)
+
+
 def test_channels_last_se_is_refused_by_name():
     model = nn.Sequential(_Block(SqueezeExciteCl(8)), _Block(TimmSE(8)))
     with pytest.raises(ValueError, match=r"0.attn \(timm.layers.squeeze_excite.SqueezeExciteCl\): it works on channels-last"):
