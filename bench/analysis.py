@@ -202,7 +202,7 @@ def _torch_best(records: list[Record], comps: list[Comparison], **lane: Any) -> 
     versus = find(comps, kind="layout", backend=best.backend, **lane)
     if versus is None or (versus.significant and not versus.unstable):
         return best.backend, best.layout, lane_label(best.backend, best.layout)
-    default = min((r for r in torch if r.layout == LAYOUTS[0]), key=lambda r: r.median_ms)  # the fastest backend in it
+    default = min((r for r in torch if r.layout == LAYOUTS[0]), key=lambda r: r.median_ms, default=best)  # its fastest backend
     versus = find(comps, kind="layout", backend=default.backend, **lane) or versus
     return default.backend, default.layout, f"{default.backend}, either layout: {winner(versus, 'channels-last', 'channels-first')}"
 
