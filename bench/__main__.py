@@ -240,14 +240,9 @@ def _partial(save: Any) -> Any:
     return partial
 
 
-def _results_path(path: Path) -> Path:
-    """A results file, or the ``results.json`` in a folder."""
-    return path / "results.json" if path.is_dir() else path
-
-
 def _load(parser: argparse.ArgumentParser, *paths: Path) -> list[schema.Results]:
     try:
-        return [schema.load(_results_path(p)) for p in paths]
+        return [schema.load(schema.results_file(p)) for p in paths]
     except schema.SchemaError as err:
         parser.error(str(err))
 
@@ -267,7 +262,7 @@ def report_command(argv: Sequence[str]) -> int:
     (results,) = _load(parser, args.results)
     from bench import report
 
-    out = _prepare_out(args.out or _results_path(args.results).parent, "")
+    out = _prepare_out(args.out or schema.results_file(args.results).parent, "")
     analysis, figures, path = report.render(results, out)
     if args.page is not None:
         prefix = Path(os.path.relpath(out.resolve(), args.page.resolve().parent)).as_posix()
@@ -324,10 +319,10 @@ def readme_command(argv: Sequence[str]) -> int:
         parser.error(f"{args.readme}: {err}")
     if args.check:
         fresh = updated == text
-        print(f"{args.readme}: headline {'up to date' if fresh else 'differs from'} {_results_path(args.results)}")
+        print(f"{args.readme}: headline {'up to date' if fresh else 'differs from'} {schema.results_file(args.results)}")
         return 0 if fresh else 1
     args.readme.write_text(updated)
-    print(f"{args.readme}: headline written from {_results_path(args.results)}")
+    print(f"{args.readme}: headline written from {schema.results_file(args.results)}")
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import stats, tables
 from bench.analysis import Analysis, analyse, load_summary
-from bench.schema import Results, load
+from bench.schema import Results, load, results_file
 from bench.suites import SUITES
 from prcm import pages
 from prcm.machine import commit_line
@@ -251,7 +251,7 @@ def render_network_sections(text: str, results: Results | Path | str, source: st
         ValueError: a bench:network section names resnet18, which the run did not time (it timed none)
     """
     if not isinstance(results, Results):
-        path = Path(results) / "results.json" if Path(results).is_dir() else Path(results)
+        path = results_file(results)
         source, results = source or path.as_posix(), load(path)
     found = analyse(results)
     rows, comps = found.suite("network")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VERSION", "Record", "Comparison", "Results", "SchemaError", "load", "save", "loads", "dumps"]
+__all__ = ["VERSION", "Record", "Comparison", "Results", "SchemaError", "load", "save", "loads", "dumps", "results_file"]
 
 #: The version :func:`save` writes. 1: the files of earlier benches, without a ``schema`` key
 #: (read with the fields they lack set to ``None``); 2: adds ``layout``, per-round timings
@@ -215,6 +215,12 @@ def save(path: Path, results: Results) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(dumps(results))
     os.replace(tmp, path)
+
+
+def results_file(path: Path | str) -> Path:
+    """A results file, or the ``results.json`` in a folder (what every command's RESULTS may be)."""
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
 
 
 def load(path: Path | str) -> Results:
