@@ -256,7 +256,7 @@ def render_network_sections(text: str, results: Results | Path | str, source: st
     found = analyse(results)
     rows, comps = found.suite("network")
     timed = list(dict.fromkeys(r.network for r in rows))
-    wanted = {args: [n.strip() for n in args.split(",") if n.strip()] for args, _ in pages.sections(text, NETWORK_TAG)}
+    wanted = {args: pages.names(args) for args, _ in pages.sections(text, NETWORK_TAG)}
     for args, names in wanted.items():
         if not names:
             raise ValueError(f"a {NETWORK_TAG} section names no network; name them on its start line, e.g. "

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["sections", "fill", "render_command"]
+__all__ = ["sections", "fill", "render_command", "names"]
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.M)
 
@@ -84,6 +84,16 @@ def sections(text: str, tag: str) -> list[tuple[str, str]]:
         ValueError: expected each <!-- t:start --> line to be closed by one <!-- t:end --> line before the next starts; found an end with no start on line 9
     """
     return [(args, text[begin:end].strip("\r\n")) for args, begin, end in _spans(text, tag)]
+
+
+def names(args: str) -> list[str]:
+    """The comma-separated names a start marker's arguments list (networks, for the tables).
+
+    Examples:
+        >>> names("resnet18, efficientnet_b0,"), names("")
+        (['resnet18', 'efficientnet_b0'], [])
+    """
+    return [n.strip() for n in args.split(",") if n.strip()]
 
 
 def fill(text: str, tag: str, render: Callable[[str], str]) -> str:

@@ -170,5 +170,5 @@ def render_page(text: str, results: Path | str | dict[str, Any], source: str | N
     name = source or (Path(results).as_posix() if isinstance(results, (Path, str)) else None)
     data = {**data, "meta": {**data["meta"], **({"path": f"`{name}`"} if name else {})}}
     wanted = [args for args, _ in pages.sections(text, TAG)]
-    tables = {args: network_table(data, [n.strip() for n in args.split(",") if n.strip()]) for args in wanted}
+    tables = {args: network_table(data, pages.names(args)) for args in wanted}
     return pages.fill(text, TAG, tables.__getitem__)
