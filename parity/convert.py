@@ -503,12 +503,17 @@ def _linen_target(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 # -- Flax -> torch --------------------------------------------------------------------------
 
 
-def _torch_values(source: FlaxSource, torch_module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every entry of ``torch_module``'s state_dict from ``source``, as a new CPU tensor in torch's
-    layout, one at a time (a caller that writes each into place holds one tensor's copy at a
-    time). Everything is checked when this is called, before the first value is made."""
+def _check_target(torch_module: Any) -> None:
     if not isinstance(torch_module, nn.Module):
         raise TypeError(f"expected a torch nn.Module as the target, got {type(torch_module).__name__}")
+
+
+def _torch_values(source: FlaxSource, torch_module: nn.Module, torch_only: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every entry of ``torch_module``'s state_dict from ``source``, as a new CPU tensor in torch's
+    layout, one at a time (a caller that writes each into place holds one tensor's copy at a
+    time); ``torch_only=False`` leaves out the torch-only buffers (a target that keeps its own).
+    Everything is checked when this is called, before the first value is made."""
+    _check_target(torch_module)
     leaves, values = _flax_leaves(source)
     state = torch_module.state_dict()
     what = f"{'nnx' if isinstance(source, nnx.Module) else 'linen'} -> torch"
@@ -532,7 +537,7 @@ def _torch_values(source: FlaxSource, torch_module: nn.Module) -> Iterator[tuple
                 p = pairs[key]
                 value = np.asarray(_unboxed(values[(p.leaf.collection, *p.leaf.path)]))
                 yield key, to_torch(np.asarray(np.transpose(value, p.rule.torch_axes(value.ndim)), order="C"))
-            else:  # a torch-only buffer
+            elif torch_only:  # a torch-only buffer
                 yield key, torch.zeros_like(tensor, device="cpu") if tensor.is_meta else tensor.detach().to("cpu", copy=True)
 
     return each()
@@ -579,15 +584,17 @@ def _load(torch_module: nn.Module, source: FlaxSource) -> nn.Module:
     never a second copy of the model); a skeleton with meta tensors takes the converted tensors
     themselves, as with ``assign=True`` (the rest go to the device of the tensor they replace);
     a model whose modules hook or redefine their state_dict goes through ``load_state_dict``."""
-    values = _torch_values(source, torch_module)  # checks everything first
+    _check_target(torch_module)
     targets = torch_module.state_dict(keep_vars=True)
     meta = any(t.is_meta for t in targets.values())
-    if meta or _hooked(torch_module):  # the converted tensors become the model, or its hooks decide where they go
+    whole = meta or _hooked(torch_module)  # the converted tensors become the model, or its hooks decide where they go
+    values = _torch_values(source, torch_module, torch_only=whole)  # checks everything first
+    if whole:
         state = {k: v if not meta or targets[k].is_meta else v.to(targets[k].device) for k, v in values}
         torch_module.load_state_dict(state, strict=True, assign=meta)
         return torch_module
     with torch.no_grad():
-        for key, value in values:
+        for key, value in values:  # the torch-only buffers (num_batches_tracked) keep their values
             try:
                 targets[key].copy_(value)
             except RuntimeError as err:
