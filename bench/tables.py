@@ -9,7 +9,7 @@ where the sessions disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -309,6 +309,14 @@ def dispatch(rows: list[Record], comps: list[Comparison], backends: Sequence[str
     return out
 
 
+def _network_rows(rows: list[Record], t: int | None) -> Iterator[tuple[str, tuple, str, str, list[Record], dict[str, Any]]]:
+    """Each (network, input, step, attention) timed at thread setting ``t``: its records and the
+    fields that find its comparisons."""
+    for net, point, workload, module in dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t):
+        sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
+        yield net, point, workload, module, sel, dict(network=net, workload=workload, threads=t, batch=point[0], resolution=point[2])
+
+
 def network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]) -> list[Table]:
     out = []
     lanes = list(dict.fromkeys((r.backend, r.layout) for r in rows))
@@ -324,11 +332,8 @@ def network(rows: list[Record], comps: list[Comparison], backends: Sequence[str]
                            "overhead = time with the block / time without it - 1, 95% CI; step: forward = inference in eval "
                            "mode, train = forward in train mode, loss sum(logits * cot), gradients to the input and every "
                            "parameter; faults/call: " + FAULTS)  # fmt: skip
-        keys = dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t)
-        for net, point, workload, module in keys:
-            sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
+        for net, point, workload, module, sel, at in _network_rows(rows, t):
             idx = {(r.backend, r.layout): r for r in sel}
-            at = dict(network=net, workload=workload, threads=t, batch=point[0], resolution=point[2])
             params_ = sorted({f"{r.params:,}" for r in sel if r.params})
             overhead = [f"{lane_label(*lane)}: {fmt_overhead(c)}" for lane in lanes
                         if (c := find(comps, kind="module", backend=lane[0], layout=lane[1], numerator=module, denominator="none", **at))]  # fmt: skip
@@ -358,9 +363,7 @@ def block_costs(rows: list[Record], comps: list[Comparison]) -> list[Table]:
                            "time without it - 1, 95% CI over sessions; time / timm's SE: the same network with timm's "
                            "squeeze-and-excitation in the block's place; CL: torch.channels_last; forward = inference in "
                            "eval mode, train = one training step")  # fmt: skip
-        for net, point, workload, module in dict.fromkeys((r.network, _point(r), r.workload, r.module) for r in rows if r.threads == t):
-            sel = [r for r in rows if (r.network, _point(r), r.workload, r.module, r.threads) == (net, point, workload, module, t)]
-            at = dict(network=net, workload=workload, threads=t, batch=point[0], resolution=point[2])
+        for net, point, workload, module, sel, at in _network_rows(rows, t):
             versus = {den: [find(comps, kind="module", backend=b, layout=lay, numerator=module, denominator=den, **at) for b, lay in lanes]
                       for den in ("none", "se")}  # fmt: skip
             table.rows.append([net, f"({point[0]}, 3, {point[2]}, {point[2]})", workload, module,
